@@ -1,0 +1,52 @@
+"""Errors raised for user mistakes: each message names the problem and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "MTLSearchError",
+    "GraphError",
+    "SpaceError",
+    "DatasetError",
+    "TaskError",
+    "UnknownNameError",
+    "ExportError",
+]
+
+
+class MTLSearchError(Exception):
+    """Base class of every error mtlsearch raises for bad input."""
+
+
+class GraphError(MTLSearchError, ValueError):
+    """An invalid sharing graph (names the node, task or field at fault)."""
+
+
+class SpaceError(MTLSearchError, ValueError):
+    """A search space that cannot be built or does not fit the data."""
+
+
+class DatasetError(MTLSearchError, ValueError):
+    """A dataset that is empty, malformed or missing its files."""
+
+
+class TaskError(MTLSearchError, ValueError):
+    """A task spec or labels that do not fit the task's kind."""
+
+
+class ExportError(MTLSearchError, ValueError):
+    """An exported folder that is corrupt, truncated or of an unknown schema."""
+
+
+class UnknownNameError(MTLSearchError, KeyError):
+    """A registry lookup for a name nobody registered; lists the known names."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        self.what, self.name, self.known = what, name, known
+        listed = ", ".join(known) if known else "(none registered)"
+        super().__init__(f"unknown {what} {name!r}; known {what}s: {listed}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]

@@ -1,0 +1,1 @@
+"""Built-in strategy plugins, each registered through the ``mtlsearch`` entry-point group."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .context import ResultCache, SearchContext
 from .data import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
 from .errors import (
     DatasetError,
@@ -12,7 +13,10 @@ from .errors import (
     TaskError,
     UnknownNameError,
 )
+from .graph import SharingGraph
 from .hookspecs import hookimpl
+from .model import MultiTaskModel, materialize
+from .pipeline import TrialResult, evaluate_proposal, run_strategy
 from .plugin_manager import list_plugins, register_plugin
 from .registry import (
     create_space,
@@ -22,13 +26,34 @@ from .registry import (
     list_strategies,
     load_dataset,
 )
+from .scoring import delta_mtl, evaluate
 from .spaces import Block, SearchSpace, from_modules
+from .strategy import Proposal, Strategy
+from .summary import GraphSummary, summarize
 from .tasks import TaskKind, TaskSpec, list_task_kinds
+from .train import TrainConfig, Trainer, select_device
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Block",
+    "GraphSummary",
+    "MultiTaskModel",
+    "Proposal",
+    "ResultCache",
+    "SearchContext",
+    "SharingGraph",
+    "Strategy",
+    "TrainConfig",
+    "Trainer",
+    "TrialResult",
+    "delta_mtl",
+    "evaluate",
+    "evaluate_proposal",
+    "materialize",
+    "run_strategy",
+    "select_device",
+    "summarize",
     "DatasetError",
     "DatasetSplits",
     "ExportError",

@@ -125,9 +125,9 @@ def count_macs(module: nn.Module, run: Callable[[], Any]) -> int:
         nonlocal total
         if isinstance(mod, nn.modules.conv._ConvNd):
             kernel = math.prod(mod.kernel_size) * (mod.in_channels // mod.groups)
-            total += output[0].numel() * kernel
+            total += output.numel() * kernel
         elif isinstance(mod, nn.Linear):
-            total += output[0].numel() * mod.in_features
+            total += output.numel() * mod.in_features
 
     handles = [
         m.register_forward_hook(hook)

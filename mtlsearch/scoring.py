@@ -1,0 +1,106 @@
+"""Evaluation per task and the multi-task score Δ_MTL.
+
+Δ_MTL is AdaShare's eq. 6: for each task, the mean over its metrics of the signed relative
+change against the single-task baseline, ``(-1)^l (M - M_STL) / |M_STL| * 100`` with ``l = 1``
+when lower is better; then the mean over tasks. Positive means the multi-task model beats
+single-task learning.
+
+Example:
+    >>> from mtlsearch.tasks import TaskSpec
+    >>> delta_mtl({"a": {"accuracy": 0.9}}, {"a": {"accuracy": 0.8}}, [TaskSpec("a")]).overall
+    12.5
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .tasks import TaskSpec, get_task_kind
+
+__all__ = ["evaluate", "delta_mtl", "DeltaMTL", "metric_directions"]
+
+Metrics = dict[str, dict[str, float]]
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    dataset: Any,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+    tasks: Sequence[str] | None = None,
+) -> Metrics:
+    """Each task's metrics (and mean ``loss``) on ``dataset``, in eval mode.
+
+    Returns:
+        ``{task: {metric: value, ..., "loss": value}}``.
+    """
+    was_training = model.training
+    model.eval()
+    if device is None:
+        device = next(model.parameters()).device
+    specs = {s.name: s for s in model.task_specs}
+    names = list(tasks) if tasks is not None else model.tasks
+    accs = {t: get_task_kind(specs[t].kind).new_accumulator(specs[t]) for t in names}
+    loss_sum = {t: torch.zeros((), device=device) for t in names}
+    count = {t: 0 for t in names}
+    for x, y in dataset.batches(batch_size):
+        x = x.to(device)
+        outputs = model(x, tasks)
+        for t, out in outputs.items():
+            target = y[t].to(device)
+            kind = get_task_kind(specs[t].kind)
+            n_valid = int(kind.valid(target).sum())
+            if n_valid:
+                loss_sum[t] += kind.loss(specs[t], out, target).float() * n_valid
+                count[t] += n_valid
+            accs[t].update(out, target)
+    model.train(was_training)
+    result: Metrics = {}
+    for t in names:
+        metrics = accs[t].compute()
+        metrics["loss"] = float(loss_sum[t]) / count[t] if count[t] else math.nan
+        result[t] = metrics
+    return result
+
+
+def metric_directions(spec: TaskSpec) -> dict[str, bool]:
+    """``{metric: higher is better}`` of the metrics that count in Δ_MTL for ``spec``."""
+    return dict(get_task_kind(spec.kind).metrics)
+
+
+@dataclass(frozen=True)
+class DeltaMTL:
+    """Δ_MTL overall and per task, in percent."""
+
+    overall: float
+    per_task: dict[str, float]
+
+
+def delta_mtl(
+    metrics: Mapping[str, Mapping[str, float]],
+    reference: Mapping[str, Mapping[str, float]],
+    tasks: Sequence[TaskSpec],
+) -> DeltaMTL:
+    """Δ_MTL of ``metrics`` against the single-task ``reference`` (AdaShare eq. 6).
+
+    A metric whose reference is zero is compared in absolute terms (x100) rather than
+    dividing by zero.
+    """
+    per_task: dict[str, float] = {}
+    for spec in tasks:
+        changes = []
+        for metric, higher in metric_directions(spec).items():
+            m, ref = metrics[spec.name][metric], reference[spec.name][metric]
+            sign = 1.0 if higher else -1.0
+            denom = abs(ref) if ref != 0 else 1.0
+            changes.append(sign * (m - ref) / denom * 100.0)
+        per_task[spec.name] = sum(changes) / len(changes)
+    overall = sum(per_task.values()) / len(per_task) if per_task else math.nan
+    return DeltaMTL(overall, per_task)

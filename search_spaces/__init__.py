@@ -1,4 +1,18 @@
-"""Built-in search spaces, registered through the ``mtlsearch`` entry-point group."""
+"""Built-in search spaces, registered through the ``mtlsearch`` entry-point group.
+
+=============  =========================================================================
+``mlp``        Linear -> BatchNorm1d | ReLU blocks, for feature vectors.
+``small_cnn``  Conv3x3 -> BatchNorm2d | ReLU (-> MaxPool) blocks, for small images.
+``resnet18``   torchvision's ResNet-18: stem + 8 residual BasicBlocks.
+``resnet34``   torchvision's ResNet-34: stem + 16 residual BasicBlocks.
+``vgg16_bn``   VGG-16-BN, thin-ω (Branched Multi-Task Networks): 13 conv + 2 FC blocks.
+=============  =========================================================================
+
+Example:
+    >>> from mtlsearch import create_space
+    >>> create_space("small_cnn", input_shape=(1, 8, 8)).num_blocks
+    4
+"""
 
 from __future__ import annotations
 
@@ -6,7 +20,28 @@ from collections.abc import Callable
 
 from mtlsearch.hookspecs import hookimpl
 
-SPACE_FACTORIES: dict[str, Callable[..., object]] = {}
+from .mlp import mlp
+from .resnet import load_torchvision_resnet, resnet18, resnet34
+from .small_cnn import small_cnn
+from .vgg import vgg16_bn
+
+__all__ = [
+    "SPACE_FACTORIES",
+    "load_torchvision_resnet",
+    "mlp",
+    "resnet18",
+    "resnet34",
+    "small_cnn",
+    "vgg16_bn",
+]
+
+SPACE_FACTORIES: dict[str, Callable[..., object]] = {
+    "mlp": mlp,
+    "small_cnn": small_cnn,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "vgg16_bn": vgg16_bn,
+}
 
 
 @hookimpl

@@ -206,7 +206,8 @@ class SearchSpace:
     def blocks(self) -> list[BlockSpec]:
         """Shape facts of every block, found by running a zero input through fresh blocks."""
         specs, shape, downsamples = [], self.input_shape, 0
-        with torch.no_grad():
+        # Probing draws fresh weights; fork the RNG so it never shifts the user's seeded run.
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             x = torch.zeros(2, *shape)
             for i in range(self.num_blocks):
                 block = self.make_block(i).eval()
@@ -245,16 +246,16 @@ class SearchSpace:
         return self._costs[index][1]
 
     def head_cost(self, spec: TaskSpec) -> Cost:
-        head = self.make_head(spec).eval()
         x = torch.zeros(1, *self.blocks[-1].out_shape)
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            head = self.make_head(spec).eval()
             macs = count_macs(head, lambda: head(x))
         return Cost(_params(head), macs)
 
     @cached_property
     def _costs(self) -> list[tuple[Cost, Cost]]:
         costs = []
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             for spec in self.blocks:
                 block = self.make_block(spec.index).eval()
                 x = torch.zeros(1, *spec.in_shape)

@@ -1,8 +1,26 @@
-"""Name -> loader of every built-in dataset (filled in module by module)."""
+"""Name -> loader of every built-in dataset.
+
+Each loader is keyword-only, ``load_<name>(*, seed=0, **options) -> DatasetSplits``, and
+records its options in ``DatasetSplits.kwargs`` so ``load_dataset(name, **kwargs)`` rebuilds
+the same data.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-LOADERS: dict[str, Callable[..., Any]] = {}
+from .digits import load_digits
+from .multi_digits import load_multi_digits
+from .synthetic import load_synthetic
+from .torchvision_files import load_celeba, load_cifar10, load_fashion_mnist, load_omniglot
+
+LOADERS: dict[str, Callable[..., Any]] = {
+    "multi_digits": load_multi_digits,
+    "digits": load_digits,
+    "synthetic": load_synthetic,
+    "celeba": load_celeba,
+    "cifar10": load_cifar10,
+    "fashion_mnist": load_fashion_mnist,
+    "omniglot": load_omniglot,
+}

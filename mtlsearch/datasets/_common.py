@@ -32,7 +32,9 @@ def check_seed(dataset: str, seed: Any) -> int:
     return check_int(dataset, "seed", seed, minimum=0)
 
 
-def check_int(dataset: str, option: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+def check_int(
+    dataset: str, option: str, value: Any, *, minimum: int = 1, maximum: int | None = None
+) -> int:
     """``value`` as an int in ``[minimum, maximum]``; bools and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DatasetError(
@@ -48,10 +50,14 @@ def check_int(dataset: str, option: str, value: Any, *, minimum: int = 1, maximu
     return value
 
 
-def check_fraction(dataset: str, option: str, value: Any, *, low: float = 0.0, high: float = 1.0) -> float:
+def check_fraction(
+    dataset: str, option: str, value: Any, *, low: float = 0.0, high: float = 1.0
+) -> float:
     """``value`` as a float strictly inside ``(low, high)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise DatasetError(f"{dataset}: option {option}={value!r} must be a number in ({low}, {high})")
+        raise DatasetError(
+            f"{dataset}: option {option}={value!r} must be a number in ({low}, {high})"
+        )
     value = float(value)
     if not (low < value < high) or math.isnan(value):
         raise DatasetError(
@@ -113,7 +119,9 @@ def cap_indices(n: int, max_samples: int | None, rng: np.random.Generator) -> np
     return np.sort(rng.choice(n, size=max_samples, replace=False))
 
 
-def carve_val(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def carve_val(
+    n: int, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``range(n)`` into (train, val) index arrays, both sorted."""
     order = rng.permutation(n)
     n_val = max(1, int(round(n * val_fraction)))

@@ -49,10 +49,12 @@ def find_folder(
         required: Names that must exist in the folder; ``a|b`` accepts either name.
         how_to_get: Sentence telling the user where the files come from.
     """
+    shown = [" or ".join(name.split("|")) for name in required]
     if root is None:
+        holding = f" holding {', '.join(shown)}" if required else ""
         raise DatasetError(
-            f"{dataset} needs root=<folder holding the files>. Expected under root: "
-            f"{candidates[0]}/ with {', '.join(required)}. {how_to_get}"
+            f"{dataset} needs root=<folder with the files>: it expects the folder "
+            f"<root>/{candidates[0]}{holding}. {how_to_get}"
         )
     if not isinstance(root, (str, os.PathLike)):
         raise DatasetError(f"{dataset}: root={root!r} must be a folder path (str or Path)")
@@ -64,10 +66,15 @@ def find_folder(
         if folder.is_dir() and all(_exists(folder, name) for name in required):
             return folder
     first = base / candidates[0]
-    missing = [name for name in required if not _exists(first, name)]
+    if not required:
+        raise DatasetError(f"{dataset}: folder {str(first)!r} not found. {how_to_get}")
+    missing = [s for name, s in zip(required, shown, strict=True) if not _exists(first, name)]
+    gap = (
+        "none of them is there" if len(missing) == len(shown) else f"missing: {', '.join(missing)}"
+    )
     raise DatasetError(
         f"{dataset}: files not found under {str(base)!r}. Expected {str(first)!r} to hold "
-        f"{', '.join(required)} (missing: {', '.join(missing)}). {how_to_get}"
+        f"{', '.join(shown)}; {gap}. {how_to_get}"
     )
 
 
@@ -253,4 +260,4 @@ def load_images(paths: Sequence[Path], convert: Callable[[Image.Image], np.ndarr
 
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(one, paths, chunksize=64)))
+        return np.stack(list(pool.map(one, paths)))

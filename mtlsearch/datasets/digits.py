@@ -32,7 +32,11 @@ def _read_source() -> tuple[np.ndarray, np.ndarray]:
     # Reading scikit-learn's bundled CSV directly skips importing scikit-learn (~0.8 s), which
     # keeps the default dataset quick to build; the public loader is the fallback.
     spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    path = (
+        Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if spec and spec.origin
+        else None
+    )
     if path is not None and path.is_file():
         raw = np.loadtxt(path, delimiter=",")
         images, labels = raw[:, :-1].reshape(-1, 8, 8), raw[:, -1].astype(np.int64)
@@ -91,7 +95,9 @@ def load_digits(
     idx = dict(
         zip(
             ("train", "val", "test"),
-            split_indices(len(labels), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed),
+            split_indices(
+                len(labels), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+            ),
             strict=True,
         )
     )

@@ -65,12 +65,21 @@ def _pools(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     order = rng.permutation(n)
     n_train = int(round(n * POOL_FRACTIONS[0]))
     n_val = int(round(n * POOL_FRACTIONS[1]))
-    cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    cuts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     return {k: np.sort(v) for k, v in cuts.items()}
 
 
 def _compose(
-    images: np.ndarray, left: np.ndarray, right: np.ndarray, half: int, shift: int, rng: np.random.Generator
+    images: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    half: int,
+    shift: int,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Canvases ``(n, 1, half, 2*half)`` and the top-left corner of each placed digit."""
     n = len(left)

@@ -43,6 +43,7 @@ __all__ = ["load_synthetic", "group_sizes_for"]
 
 N_SINES = 10  # as in MMoE
 KINDS = ("binary", "regression")
+DEFAULT_TASKS, DEFAULT_GROUPS = 12, 3
 
 
 def group_sizes_for(n_tasks: int, n_groups: int) -> list[int]:
@@ -59,8 +60,8 @@ def group_sizes_for(n_tasks: int, n_groups: int) -> list[int]:
 def _resolve_groups(n_tasks: Any, n_groups: Any, group_sizes: Any) -> list[int]:
     name = "synthetic"
     if group_sizes is None:
-        n_tasks = check_int(name, "n_tasks", n_tasks)
-        n_groups = check_int(name, "n_groups", n_groups)
+        n_tasks = check_int(name, "n_tasks", DEFAULT_TASKS if n_tasks is None else n_tasks)
+        n_groups = check_int(name, "n_groups", DEFAULT_GROUPS if n_groups is None else n_groups)
         if n_groups > n_tasks:
             raise DatasetError(
                 f"{name}: n_groups={n_groups} is more than n_tasks={n_tasks}; every group needs "
@@ -121,8 +122,8 @@ def _directions(
 def load_synthetic(
     *,
     seed: int = 0,
-    n_tasks: int | None = 12,
-    n_groups: int | None = 3,
+    n_tasks: int | None = None,
+    n_groups: int | None = None,
     group_sizes: list[int] | None = None,
     relatedness: float = 0.9,
     between: float = 0.0,
@@ -138,9 +139,11 @@ def load_synthetic(
 
     Args:
         seed: Seeds directions, inputs, noise and the split.
-        n_tasks: Number of tasks (ignored when ``group_sizes`` is given, but must agree).
-        n_groups: Number of planted groups; tasks are spread over them evenly, in order.
-        group_sizes: Explicit group sizes, e.g. ``[5, 5, 2]``; overrides the two above.
+        n_tasks: Number of tasks (default 12); with ``group_sizes`` it may be left out, and
+            must agree if given.
+        n_groups: Number of planted groups (default 3); tasks are spread over them evenly,
+            in order.
+        group_sizes: Explicit group sizes, e.g. ``[5, 5, 2]``, instead of the two above.
         relatedness: Cosine between each task's weight vector and its group's base, in
             ``[0, 1]``; 1 makes a group's tasks identical up to noise, 0 unrelated.
         between: Cosine between each group base and a direction shared by all groups, in
@@ -165,7 +168,11 @@ def load_synthetic(
     name = "synthetic"
     seed = check_seed(name, seed)
     sizes = _resolve_groups(n_tasks, n_groups, group_sizes)
-    if isinstance(relatedness, bool) or not isinstance(relatedness, (int, float)) or not 0 <= relatedness <= 1:
+    if (
+        isinstance(relatedness, bool)
+        or not isinstance(relatedness, (int, float))
+        or not 0 <= relatedness <= 1
+    ):
         raise DatasetError(f"{name}: relatedness={relatedness!r} must be a number in [0, 1]")
     if isinstance(between, bool) or not isinstance(between, (int, float)) or not 0 <= between < 1:
         raise DatasetError(
@@ -173,7 +180,11 @@ def load_synthetic(
         )
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
         raise DatasetError(f"{name}: noise={noise!r} must be a number >= 0")
-    if isinstance(nonlinearity, bool) or not isinstance(nonlinearity, (int, float)) or not nonlinearity >= 0:
+    if (
+        isinstance(nonlinearity, bool)
+        or not isinstance(nonlinearity, (int, float))
+        or not nonlinearity >= 0
+    ):
         raise DatasetError(f"{name}: nonlinearity={nonlinearity!r} must be a number >= 0")
     n_samples = check_int(name, "n_samples", n_samples, minimum=10)
     input_dim = check_int(name, "input_dim", input_dim, minimum=2)
@@ -188,7 +199,8 @@ def load_synthetic(
     x = rng.standard_normal((n_samples, input_dim)).astype(np.float32)
     z = x.astype(np.float64) @ w.T  # (n_samples, n_tasks)
     y = z.copy()
-    for a, b in zip(alpha, beta, strict=True):  # a loop, not a 3-D array: many tasks x samples x sines is big
+    # A loop, not one 3-D array: samples x tasks x sines gets big with many tasks.
+    for a, b in zip(alpha, beta, strict=True):
         y += nonlinearity / math.sqrt(N_SINES) * np.sin(a * z + b)
     y += noise * rng.standard_normal(y.shape)
     if kind == "binary":
@@ -199,7 +211,9 @@ def load_synthetic(
     names = [f"t{i:03d}" for i in range(n_total)]
     labels = np.repeat(np.arange(len(sizes)), sizes).tolist()
     specs = [TaskSpec(t, kind=kind) for t in names]
-    idx = split_indices(n_samples, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    idx = split_indices(
+        n_samples, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
     parts = {
         split: MultiTaskDataset(x[rows], {t: y[rows, j] for j, t in enumerate(names)}, specs)
         for split, rows in zip(("train", "val", "test"), idx, strict=True)

@@ -46,7 +46,7 @@ class UnknownNameError(MTLSearchError, KeyError):
         known = sorted(known)
         self.what, self.name, self.known = what, name, known
         listed = ", ".join(known) if known else "(none registered)"
-        super().__init__(f"unknown {what} {name!r}; known {what}s: {listed}")
+        super().__init__(f"unknown {what} {name!r}; choose one of: {listed}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return self.args[0]

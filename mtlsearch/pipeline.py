@@ -154,9 +154,14 @@ def run_strategy(
     """Run one trial of ``strategy`` outside a study (fixed ``params`` or seeded sampling)."""
     import optuna
 
-    study = optuna.create_study(
-        sampler=optuna.samplers.RandomSampler(seed=ctx.seed), directions=["maximize"]
-    )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study: no banner
+    try:
+        study = optuna.create_study(
+            sampler=optuna.samplers.RandomSampler(seed=ctx.seed), directions=["maximize"]
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     if params:
         study.enqueue_trial(dict(params))
     trial = study.ask()

@@ -16,7 +16,7 @@ def _kind(name):
 
 
 def test_unknown_kind_lists_known_ones():
-    with pytest.raises(UnknownNameError, match="unknown task kind 'segmentation'; known task kinds: binary, multiclass, ranking, regression"):
+    with pytest.raises(UnknownNameError, match="unknown task kind 'segmentation'; choose one of: binary, multiclass, ranking, regression"):
         TaskSpec("x", kind="segmentation")
 
 

@@ -130,7 +130,10 @@ class MultiTaskModel(nn.Module):
                 parts = [block.pre_activation(slots[run.run_inputs[0]])]
             else:  # one pass over the distinct inputs stacked along the batch
                 stacked = torch.cat([slots[s] for s in run.run_inputs])
-                parts = list(block.pre_activation(stacked).chunk(len(run.run_inputs)))
+                # split by explicit sizes, not chunk(n): torch.export (ONNX) can prove these
+                # sizes for a dynamic batch, while chunk's size arithmetic pins the batch.
+                sizes = [slots[s].shape[0] for s in run.run_inputs]
+                parts = list(block.pre_activation(stacked).split(sizes))
             for pos, slot, mask_id in run.run_outputs:
                 z = parts[pos]
                 if mask_id is not None:

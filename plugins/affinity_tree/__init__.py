@@ -1,0 +1,1 @@
+"""Strategy plugin `affinity_tree` (in progress)."""

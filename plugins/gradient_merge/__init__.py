@@ -1,0 +1,1 @@
+"""Strategy plugin `gradient_merge` (in progress)."""

@@ -1,0 +1,1 @@
+"""Strategy plugin `gumbel_policy` (in progress)."""

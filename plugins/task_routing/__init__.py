@@ -1,0 +1,1 @@
+"""Strategy plugin `task_routing` (in progress)."""

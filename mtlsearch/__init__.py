@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .compare import compare
 from .context import ResultCache, SearchContext
 from .data import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
 from .errors import (
@@ -13,6 +14,7 @@ from .errors import (
     TaskError,
     UnknownNameError,
 )
+from .export import export_model, load, predict
 from .graph import SharingGraph
 from .hookspecs import hookimpl
 from .model import MultiTaskModel, materialize
@@ -28,10 +30,13 @@ from .registry import (
 )
 from .scoring import delta_mtl, evaluate
 from .spaces import Block, SearchSpace, from_modules
+from .storage import open_study
 from .strategy import Proposal, Strategy
+from .study import SearchResult, search
 from .summary import GraphSummary, summarize
 from .tasks import TaskKind, TaskSpec, list_task_kinds
 from .train import TrainConfig, Trainer, select_device
+from .trials import export_trial
 
 __version__ = "0.1.0"
 
@@ -42,12 +47,20 @@ __all__ = [
     "Proposal",
     "ResultCache",
     "SearchContext",
+    "SearchResult",
     "SharingGraph",
     "Strategy",
     "TrainConfig",
     "Trainer",
     "TrialResult",
+    "compare",
     "delta_mtl",
+    "export_model",
+    "export_trial",
+    "load",
+    "open_study",
+    "predict",
+    "search",
     "evaluate",
     "evaluate_proposal",
     "materialize",

@@ -1,0 +1,500 @@
+"""The ``mtlsearch`` command: search, compare, inspect, export and predict.
+
+Every subcommand has ``--help`` with an example. Bad input (unknown names, mismatched
+studies, missing files) prints one line to stderr and exits with status 2.
+
+Example:
+    >>> main(["strategies", "--json"])  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import MTLSearchError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "mtlsearch-out"
+DEFAULT_SEARCH_EPOCHS = 3
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- parsing
+def _kv(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, lists), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(p) for p in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    common.add_argument("--log-level", default="WARNING", metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING (default), ERROR")
+    return common
+
+
+def _training(p: argparse.ArgumentParser, epochs: int) -> None:
+    g = p.add_argument_group("what to search")
+    g.add_argument("--dataset", default="multi_digits", help="dataset name (default %(default)s)")
+    g.add_argument("--space", default="small_cnn", help="search space (default %(default)s)")
+    g.add_argument("--dataset-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. n_train=500 (repeatable)")
+    g.add_argument("--space-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="search-space option, e.g. channels=[8,16] (repeatable)")
+    t = p.add_argument_group("training of every candidate")
+    t.add_argument("--epochs", type=int, default=epochs, help="epochs (default %(default)s)")
+    t.add_argument("--batch-size", type=int, default=64, help="batch size (default %(default)s)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
+    t.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of torch (default 1: small models train faster on one "
+                        "thread than on contended cores; 0 = torch's default)")
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=None,
+                   help=f"Optuna storage (default sqlite:///{DEFAULT_OUT}/study.db)")
+    p.add_argument("--study", default=None,
+                   help="study name (may be left out when the storage holds one study)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mtlsearch`` and its subcommands."""
+    from .compare import DEFAULT_EPOCHS, DEFAULT_TRIALS
+
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="mtlsearch", formatter_class=_formatter,
+        description="Search how a deep network should be shared among many tasks.",
+        epilog="examples:\n  mtlsearch search --trials 10\n  mtlsearch compare\n"
+               "  mtlsearch show\n  mtlsearch export --best --out best-model\n\n"
+               "`mtlsearch COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"mtlsearch {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, parents=[common],
+                              formatter_class=_formatter, epilog="example:\n" + epilog)
+
+    p = add("search", "Search sharing architectures with an Optuna study (resumable).",
+            "  mtlsearch search --trials 20 --epochs 5\n"
+            "  mtlsearch search --strategy random_tree --dataset synthetic --space mlp \\\n"
+            "      --dataset-arg n_tasks=6 --storage journal:runs/study.log --study s1\n"
+            "Run the same command again to resume an interrupted study.")
+    p.add_argument("--strategy", default="random_tree", help="strategy (default %(default)s)")
+    p.add_argument("--strategy-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy option (repeatable)")
+    _training(p, DEFAULT_SEARCH_EPOCHS)
+    s = p.add_argument_group("study")
+    s.add_argument("--trials", type=int, default=10, help="study-wide trial budget (default 10)")
+    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    s.add_argument("--out", default=DEFAULT_OUT, help="output folder (default %(default)s)")
+    s.add_argument("--storage", default=None,
+                   help="sqlite:///F.db, journal:F.log, postgresql://... or memory "
+                        "(default sqlite:///OUT/study.db)")
+    s.add_argument("--study", default=None, help="study name (default STRATEGY-DATASET-SPACE)")
+    s.add_argument("--objectives", type=_csv, default=["delta_mtl", "params"],
+                   help="comma list of delta_mtl, params, macs (default delta_mtl,params)")
+    s.add_argument("--pruner", default="median",
+                   help="median, percentile, hyperband, successive_halving or none "
+                        "(single-objective studies only; default median)")
+    s.add_argument("--timeout", type=float, default=None, help="start no trial after SECONDS")
+    p.set_defaults(func=cmd_search)
+
+    p = add("compare", "Run several strategies over several seeds and write a report.",
+            "  mtlsearch compare\n"
+            "  mtlsearch compare --strategies hard_sharing,random_tree --seeds 0,1 --trials 5\n")
+    p.add_argument("--strategies", type=_csv, default=None,
+                   help="comma list (default: every registered strategy)")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="default 0,1,2")
+    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                   help="trials per search (default %(default)s)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
+    p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
+    _training(p, DEFAULT_EPOCHS)
+    _json_flag(p)
+    p.set_defaults(func=cmd_compare)
+
+    for name, what in (("strategies", "search strategies"), ("spaces", "search spaces"),
+                       ("datasets", "datasets")):
+        p = add(name, f"List the registered {what}.", f"  mtlsearch {name}\n  mtlsearch {name} --json")
+        _json_flag(p)
+        p.set_defaults(func=cmd_list, what=name)
+    p = add("plugins", "List loaded plugins (distribution, version, hooks) and failures.",
+            "  mtlsearch plugins\n  MTLSEARCH_DISABLE_PLUGINS=random_tree mtlsearch plugins --json")
+    _json_flag(p)
+    p.set_defaults(func=cmd_plugins)
+
+    p = add("show", "Show a study's trials, or one trial (with --trial).",
+            "  mtlsearch show\n  mtlsearch show --storage sqlite:///mtlsearch-out/study.db --json\n"
+            "  mtlsearch show --trial 3 --picture trial3.png")
+    _storage_args(p)
+    p.add_argument("--trial", type=int, default=None, help="show this trial in detail")
+    p.add_argument("--picture", default=None, metavar="FILE",
+                   help="with --trial: draw its architecture (FILE.png and FILE.svg)")
+    _json_flag(p)
+    p.set_defaults(func=cmd_show)
+
+    p = add("export", "Export a trained trial (weights, architecture, pictures, ONNX).",
+            "  mtlsearch export --best --out best-model\n"
+            "  mtlsearch export --study s1 --storage journal:runs/study.log --trial 4 --out m4 --onnx\n"
+            "  mtlsearch export --pareto 1 --out smaller-model")
+    _storage_args(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="trial number")
+    which.add_argument("--best", action="store_true", help="the best validation Δ_MTL")
+    which.add_argument("--pareto", type=int, metavar="K",
+                       help="entry K (from 0) of the Pareto front as `mtlsearch show` lists it")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="export folder")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    p.add_argument("--search-out", default=None, metavar="DIR",
+                   help="the search's --out (kept weights); default: as recorded")
+    p.set_defaults(func=cmd_export)
+
+    p = add("predict", "Predict every task for the inputs of an .npz file.",
+            "  mtlsearch predict best-model --input new.npz --output preds.npz")
+    p.add_argument("folder", help="an exported model folder")
+    p.add_argument("--input", required=True, help=".npz file with the inputs")
+    p.add_argument("--output", required=True, help=".npz file to write (one array per task)")
+    p.add_argument("--input-key", default="X", help="array holding the inputs (default X)")
+    p.add_argument("--device", default="cpu", help="default cpu")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal:  # piped or in CI: wide lines beat cells wrapped at 80 columns
+        console = Console(stderr=stderr, width=200)
+    return console
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, default=str, allow_nan=True) + "\n")
+
+
+def _budget(args: argparse.Namespace, default_epochs: int) -> Any:
+    from .train import TrainConfig
+
+    if args.threads:  # 0 keeps torch's default
+        import torch
+
+        if args.threads < 0:
+            raise MTLSearchError(f"--threads must be 0 or more, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+    return TrainConfig(epochs=args.epochs or default_epochs, batch_size=args.batch_size,
+                       lr=args.lr, device=args.device)
+
+
+def _default_storage(args: argparse.Namespace) -> str | None:
+    storage = getattr(args, "storage", None)
+    if storage == "memory":
+        return None
+    if storage:
+        return storage
+    out = getattr(args, "out", None) if args.command == "search" else DEFAULT_OUT
+    return f"sqlite:///{Path(out or DEFAULT_OUT) / 'study.db'}"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_search(args: argparse.Namespace) -> int:
+    from .study import search
+
+    storage = _default_storage(args)
+    result = search(
+        strategy=args.strategy, dataset=args.dataset, space=args.space, trials=args.trials,
+        budget=_budget(args, DEFAULT_SEARCH_EPOCHS), seed=args.seed, storage=storage,
+        study_name=args.study, objectives=args.objectives, pruner=args.pruner,
+        dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
+        strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
+        timeout=args.timeout,
+    )
+    print(result.summary())
+    if storage is not None:
+        name = result.study.study_name
+        print(f"\nnext: mtlsearch show --storage {storage} --study {name}\n"
+              f"      mtlsearch export --storage {storage} --study {name} --best --out best-model")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import DEFAULT_EPOCHS, compare
+
+    board = compare(
+        strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
+        trials=args.trials, budget=_budget(args, DEFAULT_EPOCHS),
+        out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
+        storage=args.storage, progress=not args.quiet and not args.json, show=not args.json,
+    )
+    if args.json:
+        _print_json(board.to_dict())
+    return 0
+
+
+def _listing(what: str) -> list[dict[str, Any]]:
+    from .registry import datasets, spaces, strategies
+
+    def first_line(obj: Any) -> str:
+        doc = (getattr(obj, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    if what == "strategies":
+        reg = strategies()
+        return [{"name": n, "description": getattr(reg.get(n), "description", "") or
+                 first_line(reg.get(n)), "dynamic": reg.get(n).is_dynamic(),
+                 "module": reg.get(n).__module__} for n in reg.names()]
+    reg = spaces() if what == "spaces" else datasets()
+    return [{"name": n, "description": first_line(reg.get(n)),
+             "module": getattr(reg.get(n), "__module__", "")} for n in reg.names()]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    rows = _listing(args.what)
+    if args.json:
+        _print_json(rows)
+        return 0
+    table = Table(title=f"{len(rows)} {args.what}")
+    for column in rows[0] if rows else ["name"]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    _console().print(table)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .plugin_manager import list_plugins, plugin_failures
+
+    plugins = [{"name": p.name, "distribution": p.distribution, "version": p.version,
+                "hooks": list(p.hooks)} for p in list_plugins()]
+    failures = plugin_failures()
+    if args.json:
+        _print_json({"plugins": plugins, "failures": failures})
+        return 0
+    table = Table(title=f"{len(plugins)} plugins")
+    for column in ("name", "distribution", "version", "hooks"):
+        table.add_column(column)
+    for p in plugins:
+        table.add_row(p["name"], p["distribution"] or "-", p["version"] or "-", ", ".join(p["hooks"]))
+    console = _console()
+    console.print(table)
+    if failures:
+        bad = Table(title=f"{len(failures)} plugins failed to load", style="red")
+        bad.add_column("name")
+        bad.add_column("error")
+        for name, error in sorted(failures.items()):
+            bad.add_row(name, error)
+        console.print(bad)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .study import open_study, summary, trials_table
+
+    study = open_study(_default_storage(args), args.study)
+    if args.trial is not None:
+        return _show_trial(args, study)
+    rows = trials_table(study)
+    if args.json:
+        _print_json({"study": study.study_name, "settings": study.user_attrs.get("mtlsearch"),
+                     "trials": rows})
+        return 0
+    table = Table(title=f"study {study.study_name} ({len(rows)} trials; * = Pareto front)")
+    for column, justify in (("#", "right"), ("state", "left"), ("Δ_MTL val %", "right"),
+                            ("Δ_MTL test %", "right"), ("params", "right"), ("MACs", "right"),
+                            ("train s", "right"), ("", "left"), ("hyper-parameters / reason", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        detail = r["fail_reason"] or ", ".join(f"{k}={v}" for k, v in r["hyperparams"].items())
+        table.add_row(str(r["number"]), r["state"].lower(), _fmt(r["delta_mtl"], "+.2f"),
+                      _fmt(r["delta_mtl_test"], "+.2f"), _fmt(r["params"], ","),
+                      _fmt(r["macs"], ","), _fmt(r["train_seconds"], ".1f"),
+                      "*" if r["pareto"] else "", detail)
+    console = _console()
+    console.print(table)
+    console.print(summary(study), highlight=False, markup=False)
+    return 0
+
+
+def _show_trial(args: argparse.Namespace, study: Any) -> int:
+    from .study import rebuild_trial
+
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
+    if trial is None:
+        raise MTLSearchError(f"study {study.study_name!r} has no trial {args.trial}")
+    data = {"number": trial.number, "state": trial.state.name, "hyperparams": trial.params,
+            "values": trial.values, "user_attrs": trial.user_attrs}
+    if args.picture:
+        from . import viz
+
+        graph, _ = rebuild_trial(study, args.trial)
+        viz.draw_architecture(graph, args.picture, title=f"{study.study_name} trial {args.trial}")
+        stem = Path(args.picture).with_suffix("")
+        data["picture"] = [f"{stem}.png", f"{stem}.svg"]
+    if args.json:
+        _print_json(data)
+        return 0
+    a = trial.user_attrs
+    lines = [f"trial {trial.number} of {study.study_name}: {trial.state.name.lower()}",
+             f"hyper-parameters: {json.dumps(trial.params)}"]
+    if "delta_mtl" in a:
+        lines += [f"Δ_MTL val {a['delta_mtl']:+.2f}%  test {a['delta_mtl_test']:+.2f}%  "
+                  f"params {a['params']:,}  MACs {a['macs']:,}  train {a['train_seconds']:.1f}s",
+                  "per task (validation Δ %, test metrics):"]
+        for task, delta in a.get("per_task_delta", {}).items():
+            test = a["metrics"]["test"].get(task, {})
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
+            lines.append(f"  {task:<20} {delta:+7.2f}   {shown}")
+        from .graph import SharingGraph
+
+        graph = SharingGraph.from_dict(a["graph"])
+        lines.append(f"branches per depth: {graph.branches_per_depth()}")
+    if a.get("fail_reason"):
+        lines.append(f"failure: {a['fail_reason']}")
+    if "picture" in data:
+        lines.append(f"picture: {', '.join(data['picture'])}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .study import best_trial, export_trial, open_study, pareto_front
+
+    study = open_study(_default_storage(args), args.study)
+    if args.best:
+        which: int | str = "best"
+    elif args.pareto is not None:
+        front = pareto_front(study)
+        if not 0 <= args.pareto < len(front):
+            raise MTLSearchError(f"the Pareto front of {study.study_name!r} has {len(front)} "
+                                 f"entries (0..{len(front) - 1}); --pareto {args.pareto} is outside")
+        which = front[args.pareto]["number"]
+    else:
+        which = args.trial
+    if which == "best":
+        which = best_trial(study).number
+    folder = export_trial(study, which, args.out, out=args.search_out, onnx=args.onnx)
+    print(f"exported trial {which} of {study.study_name} to {folder}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import export
+
+    path = export.predict_npz(args.folder, args.input, args.output, input_key=args.input_key,
+                              device=args.device)
+    import numpy as np
+
+    with np.load(path) as data:
+        shapes = {k: data[k].shape for k in data.files}
+    print(f"wrote {path}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtlsearch`` with ``argv`` (default: the command line); returns the exit status.
+
+    Example:
+        >>> main(["--version"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        from .progress import configure_logging
+
+        configure_logging(args.log_level)
+        return int(args.func(args) or 0)
+    except MTLSearchError as exc:
+        print(f"mtlsearch: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtlsearch: interrupted; the running trial is marked failed. Run the same "
+              "command again to resume.", file=sys.stderr)
+        return 130
+    except (ImportError, OSError, ValueError) as exc:
+        # Storage drivers that are not installed, unreadable files, malformed storage URLs.
+        if isinstance(exc, (ImportError, OSError)) or _is_storage_error(exc):
+            print(f"mtlsearch: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        torch.set_num_threads(threads)  # --threads must not outlive an in-process call
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("sqlalchemy", "optuna"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The ``mtlsearch`` command: end to end on a tiny budget, listings, help and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mtlsearch.cli import build_parser, main
+
+TINY = ["--dataset", "synthetic", "--space", "mlp", "--dataset-arg", "n_tasks=3",
+        "--dataset-arg", "n_samples=240", "--space-arg", "widths=[8,8]", "--epochs", "1"]
+COMMANDS = ["search", "compare", "strategies", "spaces", "datasets", "plugins", "show",
+            "export", "predict"]
+
+
+def _json(capsys) -> object:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_show_export_predict(tmp_path, capsys):
+    out = tmp_path / "out"
+    storage = f"sqlite:///{out / 'study.db'}"
+    assert main(["search", *TINY, "--trials", "2", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "random_tree-synthetic-mlp" in text and "Pareto front" in text
+    assert (out / "study.db").is_file() and (out / "weights" / "trial_0.safetensors").is_file()
+
+    assert main(["show", "--storage", storage]) == 0  # the storage's only study
+    assert "Pareto front" in capsys.readouterr().out
+    assert main(["show", "--storage", storage, "--json"]) == 0
+    shown = _json(capsys)
+    assert [t["number"] for t in shown["trials"]] == [0, 1]
+    assert shown["settings"]["dataset"] == "synthetic"
+    picture = tmp_path / "trial0.png"
+    assert main(["show", "--storage", storage, "--trial", "0", "--picture", str(picture)]) == 0
+    assert "branches per depth" in capsys.readouterr().out
+    assert picture.is_file() and picture.with_suffix(".svg").is_file()
+
+    model = tmp_path / "model"
+    assert main(["export", "--storage", storage, "--best", "--out", str(model)]) == 0
+    assert "exported trial" in capsys.readouterr().out
+    assert (model / "architecture.json").is_file()
+    assert main(["export", "--storage", storage, "--pareto", "0", "--out",
+                 str(tmp_path / "front0")]) == 0
+
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, X=np.random.default_rng(0).random((6, 32), dtype=np.float32))
+    preds = tmp_path / "preds.npz"
+    assert main(["predict", str(model), "--input", str(inputs), "--output", str(preds)]) == 0
+    with np.load(preds) as data:
+        assert sorted(data.files) == ["t000", "t001", "t002"] and data["t000"].shape == (6,)
+
+    # Bad input after the fact: one line, exit 2.
+    capsys.readouterr()
+    assert main(["export", "--storage", storage, "--pareto", "9", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert main(["show", "--storage", storage, "--study", "nope"]) == 2
+    assert main(["search", *TINY, "--trials", "2", "--out", str(out), "--quiet",
+                 "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("mtlsearch: error:") for line in err)
+    assert "random_tree-synthetic-mlp" in err[1]  # the known studies are listed
+    assert "budget.epochs" in err[2] and "another --study" in err[2]
+    assert main(["predict", str(model), "--input", str(tmp_path / "missing.npz"),
+                 "--output", str(preds)]) == 2
+
+
+def test_compare_writes_a_report(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", *TINY, "--strategies", "hard_sharing,random_tree", "--seeds", "0,1",
+                 "--trials", "2", "--out", str(out), "--json"])
+    assert code == 0
+    board = _json(capsys)
+    assert [r["strategy"] for r in board["leaderboard"]] != []
+    assert {r["strategy"] for r in board["runs"]} == {"hard_sharing", "random_tree"}
+    runs = {(r["strategy"], r["seed"]): r for r in board["runs"]}
+    assert runs[("hard_sharing", 0)]["n_trials"] == 1  # samples nothing: one trial is enough
+    assert runs[("random_tree", 0)]["n_trials"] == 2
+    for name in ("report.md", "leaderboard.json", "pareto.png", "pareto.svg",
+                 "task_metrics.png", "task_metrics.svg", "arch_random_tree.png"):
+        assert (out / name).is_file(), name
+    assert "![" in (out / "report.md").read_text()
+    assert len(list((out / "cache").glob("single_task_reference-*.json"))) == 2  # one per seed
+
+
+@pytest.mark.parametrize("command", ["strategies", "spaces", "datasets"])
+def test_listings_as_json(command, capsys):
+    assert main([command, "--json"]) == 0
+    rows = _json(capsys)
+    names = [r["name"] for r in rows]
+    assert {"strategies": "random_tree", "spaces": "small_cnn", "datasets": "multi_digits"}[
+        command] in names
+    assert main([command]) == 0
+    assert names[0] in capsys.readouterr().out
+
+
+def test_plugins_listing(capsys):
+    assert main(["plugins", "--json"]) == 0
+    data = _json(capsys)
+    plugin = next(p for p in data["plugins"] if p["name"] == "random_tree")
+    assert plugin["distribution"] == "mtlsearch" and "register_strategies" in plugin["hooks"]
+    assert isinstance(data["failures"], dict)
+    assert main(["plugins"]) == 0
+    assert "random_tree" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag,value", [("--strategy", "nope"), ("--dataset", "nope"),
+                                        ("--space", "nope")])
+def test_unknown_names_exit_2_and_list_known(flag, value, tmp_path, capsys):
+    code = main(["search", flag, value, "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    known = {"--strategy": "random_tree", "--dataset": "multi_digits", "--space": "small_cnn"}
+    assert "'nope'" in err and known[flag] in err
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "example" in capsys.readouterr().out, command
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(COMMANDS) <= set(choices)
+
+
+def test_python_dash_m_and_version(capsys):
+    done = subprocess.run([sys.executable, "-m", "mtlsearch", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "search" in done.stdout and "compare" in done.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("mtlsearch ")

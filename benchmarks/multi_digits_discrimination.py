@@ -16,7 +16,14 @@ import time
 
 import torch
 
-from mtlsearch import Proposal, SearchContext, TrainConfig, create_space, evaluate_proposal, load_dataset
+from mtlsearch import (
+    Proposal,
+    SearchContext,
+    TrainConfig,
+    create_space,
+    evaluate_proposal,
+    load_dataset,
+)
 
 GOOD = [["left_even", "left_ge5"], ["right_even", "right_ge5"], ["left_gt_right", "sum_ge10"]]
 BAD = [["left_even", "right_ge5"], ["right_even", "left_gt_right"], ["left_ge5", "sum_ge10"]]

@@ -180,13 +180,14 @@ def _as_tensor(y: Any, spec: TaskSpec) -> Tensor:
     return t
 
 
-def _masked(output: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    return output[valid], target[valid]
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean over labelled entries, zero (still differentiable) when there are none.
 
-
-def _zero_loss(output: Tensor) -> Tensor:
-    # Keeps the graph connected when a batch has no label for this task.
-    return output.sum() * 0.0
+    Multiplying by the mask instead of indexing with it keeps the loss free of host
+    synchronisation, so a CUDA training step never waits on ``valid.any()``.
+    """
+    valid = valid.to(values.dtype)
+    return (values * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 class BinaryKind(TaskKind):
@@ -208,12 +209,12 @@ class BinaryKind(TaskKind):
         return t.float()
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-        output = output.reshape(output.shape[0])
+        output = output.reshape(output.shape[0]).float()
         valid = ~torch.isnan(target)
-        if not bool(valid.any()):
-            return _zero_loss(output)
-        out, tgt = _masked(output, target, valid)
-        return F.binary_cross_entropy_with_logits(out.float(), tgt)
+        per_sample = F.binary_cross_entropy_with_logits(
+            output, torch.nan_to_num(target, nan=0.0), reduction="none"
+        )
+        return _masked_mean(per_sample, valid)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         pred = (output.reshape(-1) > 0).float()
@@ -255,9 +256,8 @@ class MulticlassKind(TaskKind):
         return t
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-        if not bool((target >= 0).any()):
-            return _zero_loss(output)
-        return F.cross_entropy(output.float(), target, ignore_index=-1)
+        per_sample = F.cross_entropy(output.float(), target.clamp(min=0), reduction="none")
+        return _masked_mean(per_sample, target >= 0)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         return {"accuracy": float((output.argmax(dim=1) == target).float().mean())}
@@ -289,11 +289,10 @@ class RegressionKind(TaskKind):
         return t
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-        output = output.reshape(target.shape)
+        output = output.reshape(target.shape).float()
         valid = ~torch.isnan(target)
-        if not bool(valid.any()):
-            return _zero_loss(output)
-        return F.mse_loss(output[valid].float(), target[valid])
+        squared = (output - torch.nan_to_num(target, nan=0.0)).pow(2)
+        return _masked_mean(squared, valid)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         err = output.reshape(target.shape) - target
@@ -317,14 +316,10 @@ class RankingKind(TaskKind):
         return t
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-        output = output.reshape(output.shape[0])
-        valid = ~torch.isnan(target)
-        out, tgt = output[valid].float(), target[valid]
-        higher = tgt[:, None] > tgt[None, :]
-        if not bool(higher.any()):
-            return _zero_loss(output)
+        out = output.reshape(output.shape[0]).float()
+        higher = target[:, None] > target[None, :]  # comparisons with NaN are False: masked out
         margin = out[:, None] - out[None, :]
-        return F.relu(1.0 - margin)[higher].pow(2).mean()
+        return _masked_mean(F.relu(1.0 - margin).pow(2), higher)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         from scipy.stats import kendalltau

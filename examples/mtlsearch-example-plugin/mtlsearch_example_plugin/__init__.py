@@ -1,0 +1,84 @@
+"""An example mtlsearch plugin: the ``split_last`` strategy.
+
+``split_last`` shares every block of the search space but the last ``k``; from block
+``num_blocks - k`` on, each task has its own copy. ``k`` is sampled from the Optuna trial,
+so a study searches how late the network should branch. It is the classic "shared trunk,
+task-specific top layers" design, searched over the split point.
+
+The module is the plugin: mtlsearch finds it through the ``mtlsearch`` entry point declared
+in this package's ``pyproject.toml`` and calls its :func:`register_strategies` hook.
+
+Example (once the package is installed, ``mtlsearch.create_strategy("split_last")`` gives
+the same):
+    >>> SplitLast(max_split=2)
+    SplitLast(name='split_last')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mtlsearch import Proposal, Strategy, hookimpl
+
+__all__ = ["SplitLast", "split_last_partitions", "register_strategies"]
+
+__version__ = "0.1.0"
+
+
+def split_last_partitions(
+    tasks: list[str], num_blocks: int, split: int
+) -> list[list[list[str]]]:
+    """One task partition per block: all tasks together, then one group per task.
+
+    Args:
+        tasks: Task names.
+        num_blocks: Blocks in the search space.
+        split: How many of the last blocks are task-specific (``0..num_blocks``).
+
+    Example:
+        >>> split_last_partitions(["a", "b"], 3, 1)
+        [[['a', 'b']], [['a', 'b']], [['a'], ['b']]]
+    """
+    if not 0 <= split <= num_blocks:
+        raise ValueError(f"split must be in 0..{num_blocks}, got {split}")
+    shared = [[list(tasks)]]
+    separate = [[t] for t in tasks]
+    return shared * (num_blocks - split) + [separate] * split
+
+
+class SplitLast(Strategy):
+    """Share all blocks but the last ``k``; ``k`` is sampled from the trial.
+
+    The trial parameter ``split`` takes values ``1..max_split`` (at most ``num_blocks - 1``,
+    so the first block is always shared: ``k = 0`` would be ``hard_sharing`` and
+    ``k = num_blocks`` ``single_task``, both built in already).
+
+    Args:
+        max_split: Largest ``k`` to try (default: ``num_blocks - 1``).
+    """
+
+    name = "split_last"
+    description = "shared trunk, task-specific last k blocks; k is searched"
+
+    def __init__(self, *, max_split: int | None = None):
+        if max_split is not None and max_split < 1:
+            raise ValueError(f"max_split must be at least 1, got {max_split}")
+        self.max_split = max_split
+
+    def propose(self, trial: Any, ctx: Any) -> Proposal:
+        """Sample ``split`` and propose the graph that branches ``split`` blocks from the end."""
+        num_blocks = ctx.space.num_blocks
+        upper = max(1, num_blocks - 1)
+        if self.max_split is not None:
+            upper = min(upper, self.max_split)
+        split = trial.suggest_int("split", 1, upper)
+        partitions = split_last_partitions(ctx.task_names, num_blocks, split)
+        graph = ctx.new_graph("partitions", partitions=partitions)
+        return Proposal(graph, info={"split": split, "shared_blocks": num_blocks - split})
+
+
+@hookimpl
+def register_strategies(register: Callable[..., None]) -> None:
+    """Contribute :class:`SplitLast` (registered under its ``name``, ``split_last``)."""
+    register(SplitLast)

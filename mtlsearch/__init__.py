@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .compare import compare
 from .context import ResultCache, SearchContext
 from .data import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
 from .errors import (
@@ -14,7 +13,6 @@ from .errors import (
     TaskError,
     UnknownNameError,
 )
-from .export import export_model, load, predict
 from .graph import SharingGraph
 from .hookspecs import hookimpl
 from .model import MultiTaskModel, materialize
@@ -30,15 +28,34 @@ from .registry import (
 )
 from .scoring import delta_mtl, evaluate
 from .spaces import Block, SearchSpace, from_modules
-from .storage import open_study
 from .strategy import Proposal, Strategy
-from .study import SearchResult, search
 from .summary import GraphSummary, summarize
 from .tasks import TaskKind, TaskSpec, list_task_kinds
 from .train import TrainConfig, Trainer, select_device
-from .trials import export_trial
 
 __version__ = "0.1.0"
+
+# Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
+# so `import mtlsearch` stays light (and works where only the engine is needed).
+_LAZY = {
+    "compare": "compare",
+    "export_model": "export",
+    "load": "export",
+    "predict": "export",
+    "SearchResult": "study",
+    "search": "study",
+    "open_study": "storage",
+    "export_trial": "trials",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mtlsearch' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "Block",

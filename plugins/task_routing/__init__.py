@@ -1,1 +1,64 @@
-"""Strategy plugin `task_routing` (in progress)."""
+"""Strategy plugin ``task_routing``: Many Task Learning With Task Routing (Strezoski et al. 2019).
+
+A hard-shared backbone where every block's output, after its normalisation and before its
+activation, is multiplied by a fixed random binary channel mask per task; the sharing ratio σ
+sets how many units tasks share (1: hard sharing, 0: disjoint subnetworks). See
+``docs/strategies/task_routing.md``.
+
+Example:
+    >>> from mtlsearch.registry import create_strategy
+    >>> create_strategy("task_routing", sigma=0.4).sigma
+    0.4
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mtlsearch.hookspecs import hookimpl
+
+from .evaluation import (
+    DEFAULT_MAX_BYTES,
+    BatchedRouting,
+    evaluate_routed,
+    routed_bytes_per_row,
+    routed_forward,
+    task_chunk_size,
+)
+from .extract import SUPPORTED_BLOCKS, SpecialisedSubnet, extract_subnet
+from .masks import SCHEMES, MaskStats, mask_stats, routing_masks, shared_units
+from .strategy import TaskRouting, routed_graph
+
+__all__ = [
+    "BatchedRouting",
+    "DEFAULT_MAX_BYTES",
+    "SCHEMES",
+    "SUPPORTED_BLOCKS",
+    "MaskStats",
+    "SpecialisedSubnet",
+    "TaskRouting",
+    "evaluate_routed",
+    "extract_subnet",
+    "mask_stats",
+    "routed_bytes_per_row",
+    "routed_forward",
+    "routed_graph",
+    "routing_masks",
+    "shared_units",
+    "sigma_sweep",
+    "task_chunk_size",
+]
+
+
+def __getattr__(name: str):
+    # the sweep pulls in matplotlib: import it only when asked for
+    if name in ("sigma_sweep", "SweepResult", "plot_sigma_sweep"):
+        from . import sweep
+
+        return getattr(sweep, name)
+    raise AttributeError(name)
+
+
+@hookimpl
+def register_strategies(register: Callable[..., None]) -> None:
+    register(TaskRouting)

@@ -1,0 +1,271 @@
+"""Tests of the ``gradient_merge`` strategy (Selective Sharing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from mtlsearch.context import SearchContext
+from mtlsearch.errors import MTLSearchError
+from mtlsearch.graph import SharingGraph
+from mtlsearch.model import materialize, module_key
+from mtlsearch.pipeline import run_strategy
+from mtlsearch.plugins.gradient_merge import (
+    GradientMerge,
+    GradientRecorder,
+    branch_gradients,
+    branch_layer,
+    branches,
+    cluster_branches,
+    factor_vector,
+    groups_from_labels,
+    merge_branches,
+    merge_weights,
+    normalise_rows,
+    sketch_projections,
+    tt_cores,
+    tt_reconstruct,
+    tt_sketch,
+)
+from mtlsearch.plugins.gradient_merge import strategy as strategy_module
+from mtlsearch.registry import create_space, load_dataset
+from mtlsearch.testing import tiny_context
+from mtlsearch.train import TrainConfig, _rewire, task_losses
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trial():
+    return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+
+
+def _branched_model(ctx, depth=1):
+    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
+                             tt_rank=2, start_epoch=0, branch_depth=depth)
+    proposal = strategy.propose(_trial(), ctx)
+    torch.manual_seed(0)
+    return strategy, proposal, materialize(proposal.graph, ctx.space, ctx.tasks)
+
+
+# ------------------------------------------------------------------ gradient capture
+def test_captured_gradients_equal_per_task_autograd():
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    x, y = next(ctx.data.train.batches(32, shuffle=False))
+    losses = task_losses(model, model(x), y)
+    expected = {}
+    for task, node in zip(ctx.task_names, branches(model.graph, 1)):
+        weight = branch_layer(model.blocks[module_key(node)])
+        # each task's gradient alone, from its own loss
+        expected[node] = torch.autograd.grad(losses[task], weight, retain_graph=True)[0]
+    sum(losses.values()).backward()
+    captured = branch_gradients(model, 1)
+    assert set(captured) == set(expected) and len(captured) == 3
+    for node, grad in captured.items():
+        assert torch.allclose(grad, expected[node], atol=1e-7)
+        assert grad.abs().sum() > 0
+
+
+def test_recorder_rows_are_sketches_of_the_captured_gradients():
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    recorder = GradientRecorder(depth=1, rank=8, window=2, sketch_size=16, seed=3)
+    grads = []
+    for x, y in list(ctx.data.train.batches(16, shuffle=False))[:2]:
+        model.zero_grad()
+        sum(task_losses(model, model(x), y).values()).backward()
+        grads.append({n: g.clone() for n, g in branch_gradients(model, 1).items()})
+        recorder.capture(model)
+    rows = recorder.matrix()
+    node = next(iter(rows))
+    total = (grads[0][node] + grads[1][node]).double().numpy()  # one window of two batches
+    probes = sketch_projections(total.shape, size=16, seed=3)
+    assert rows[node].shape == (16,)
+    np.testing.assert_allclose(rows[node], factor_vector(total, rank=8, projections=probes), rtol=1e-9)
+
+
+# ------------------------------------------------------------------ tensor train
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 3, 3), (7,)])
+def test_tensor_train_round_trip_at_full_rank(shape):
+    tensor = np.random.default_rng(0).standard_normal(shape)
+    cores = tt_cores(tensor, rank=100)
+    assert cores[0].shape[0] == 1 and cores[-1].shape[-1] == 1
+    np.testing.assert_allclose(tt_reconstruct(cores), tensor, atol=1e-10)
+
+
+def test_tensor_train_truncation_matches_eckart_young():
+    matrix = np.random.default_rng(1).standard_normal((8, 6))
+    s = np.linalg.svd(matrix, compute_uv=False)
+    error = np.linalg.norm(tt_reconstruct(tt_cores(matrix, rank=2)) - matrix)
+    assert error == pytest.approx(np.sqrt((s[2:] ** 2).sum()), rel=1e-8)
+
+
+def test_sketch_equals_dense_inner_products_with_rank_one_probes():
+    tensor = np.random.default_rng(2).standard_normal((3, 4, 2))
+    probes = sketch_projections(tensor.shape, size=5, seed=0)
+    dense = [np.einsum("i,j,k->ijk", *(p[k] for p in probes)) for k in range(5)]
+    expected = np.array([(d * tensor).sum() for d in dense]) / np.sqrt(5)
+    np.testing.assert_allclose(tt_sketch(tt_cores(tensor, rank=100), probes), expected, rtol=1e-9)
+    with pytest.raises(MTLSearchError, match="rank"):
+        tt_cores(tensor, rank=0)
+
+
+# ------------------------------------------------------------------ clustering
+def test_similarity_finds_planted_clusters_and_variance_makes_bigger_groups():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((3, 40))
+    points = normalise_rows(np.repeat(centers, 4, axis=0) + 0.3 * rng.standard_normal((12, 40)))
+    labels = cluster_branches(points, directive="similarity", min_cluster_size=2, min_samples=1)
+    assert sorted(map(sorted, groups_from_labels(labels))) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    wide = cluster_branches(points, directive="variance", min_cluster_size=2, min_samples=1)
+    assert max(map(len, groups_from_labels(wide))) > 4
+    with pytest.raises(MTLSearchError, match="directive"):
+        cluster_branches(points, directive="closeness")
+
+
+def test_dissimilarity_groups_opposite_points():
+    # two antipodal pairs: reversed distances make each pair the closest neighbours
+    points = np.array([[1.0, 0.0], [-1.0, 0.01], [0.0, 1.0], [0.01, -1.0]])
+    labels = cluster_branches(points, directive="dissimilarity", min_cluster_size=2, min_samples=1)
+    assert sorted(map(sorted, groups_from_labels(labels))) == [[0, 1], [2, 3]]
+    sim = cluster_branches(points, directive="similarity", min_cluster_size=2, min_samples=1)
+    assert [0, 1] not in groups_from_labels(sim)
+
+
+# ------------------------------------------------------------------ merging
+def test_merge_bookkeeping_routes_heads_and_optimizer_state():
+    ctx = tiny_context()
+    _, proposal, model = _branched_model(ctx)
+    cfg = TrainConfig(epochs=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = next(ctx.data.train.batches(32, shuffle=False))
+    sum(task_losses(model, model(x), y).values()).backward()
+    opt.step()
+    graph = proposal.graph
+    new = merge_branches(graph, 1, [["b1.0", "b1.2"]], keep=["b1.2"])
+    assert new.route("bin") == new.route("reg") == ["b0.0", "b1.2"]
+    assert new.route("cls") == ["b0.0", "b1.1"] and new.block_nodes(1) == ["b1.1", "b1.2"]
+    kept_w = model.blocks["b1_2"].linear.weight
+    kept_state = {k: v.clone() for k, v in opt.state[kept_w].items()}
+    head = model.heads["bin"][0].weight if isinstance(model.heads["bin"], torch.nn.Sequential) else next(model.heads["bin"].parameters())
+    head_before = head.detach().clone()
+    new_model, new_opt = _rewire(model, opt, new, cfg.replace(optimizer="adam", lr=1e-2))
+    assert "b1_0" not in new_model.blocks and set(new_model.heads) == {"bin", "cls", "reg"}
+    assert torch.equal(new_model.blocks["b1_2"].linear.weight, kept_w)
+    new_w = new_model.blocks["b1_2"].linear.weight
+    for key, value in kept_state.items():
+        assert torch.equal(new_opt.state[new_w][key], value)
+    assert len(new_opt.state) == sum(1 for _ in new_model.parameters())  # removed ones left
+    new_head = next(p for n, p in new_model.named_parameters() if n.startswith("heads.bin"))
+    assert torch.equal(new_head, head_before)
+    with pytest.raises(MTLSearchError, match="not in its group"):
+        merge_branches(graph, 1, [["b1.0", "b1.1"]], keep=["b1.2"])
+
+
+@pytest.mark.parametrize("mode,reduce", [("mean", torch.mean), ("max", torch.amax), ("min", torch.amin)])
+def test_merge_weights_writes_the_elementwise_reduction(mode, reduce):
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    weights = [model.blocks[k].linear.weight.detach().clone() for k in ("b1_0", "b1_1")]
+    untouched = model.blocks["b1_2"].linear.weight.detach().clone()
+    merge_weights(model, 1, ["b1.0", "b1.1"], keep="b1.1", mode=mode)
+    expected = reduce(torch.stack(weights), 0)
+    assert torch.allclose(model.blocks["b1_1"].linear.weight, expected)
+    assert torch.equal(model.blocks["b1_0"].linear.weight, weights[0])
+    assert torch.equal(model.blocks["b1_2"].linear.weight, untouched)
+
+
+def test_branches_start_identical():
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    assert not torch.equal(model.blocks["b1_0"].linear.weight, model.blocks["b1_1"].linear.weight)
+    strategy_module._sync_branches(model, 1)
+    for key in ("b1_1", "b1_2"):
+        for a, b in zip(model.blocks["b1_0"].state_dict().values(), model.blocks[key].state_dict().values()):
+            assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------ stopping and record
+def _ctx(epochs, n_tasks=4):
+    data = load_dataset("synthetic", n_tasks=n_tasks, n_groups=2, n_samples=300, seed=0)
+    space = create_space("mlp", input_shape=data.input_shape, widths=(16, 16, 8))
+    return SearchContext(data=data, space=space, budget=TrainConfig(epochs=epochs, batch_size=64))
+
+
+def test_grouping_stops_after_patience_epochs_without_change(monkeypatch):
+    monkeypatch.setattr(strategy_module, "cluster_branches", lambda pts, **kw: np.full(len(pts), -1))
+    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
+                             tt_rank=2, start_epoch=1, patience=2)
+    result = run_strategy(strategy, _ctx(epochs=5))
+    record = result.info["gradient_merge"]
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]  # starts at 1, stops after 2 quiet
+    assert record["lock_epoch"] == 2 and "no change" in record["stop_reason"]
+    assert result.epochs_run == 5 and record["merges"] == []
+
+
+def test_merging_everything_stops_and_shrinks_the_model(monkeypatch):
+    monkeypatch.setattr(strategy_module, "cluster_branches", lambda pts, **kw: np.zeros(len(pts), int))
+    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
+                             tt_rank=2, start_epoch=0)
+    result = run_strategy(strategy, _ctx(epochs=2))
+    record = result.info["gradient_merge"]
+    assert record["lock_epoch"] == 0 and record["stop_reason"] == "every task is grouped"
+    assert len(record["epochs"]) == 1 and record["final_groups"] == [["t000", "t001", "t002", "t003"]]
+    assert record["epochs"][0]["params"] == result.params < record["initial_params"]
+    graph = SharingGraph.from_dict(result.graph)
+    assert graph.branches_per_depth() == [1, 1, 1]
+    assert result.epochs_run == 2
+
+
+def test_pair_merge_keeps_lowest_loss_branch(monkeypatch):
+    monkeypatch.setattr(strategy_module, "cluster_branches", lambda pts, **kw: np.array([0, 0, -1, -1]))
+    monkeypatch.setattr(strategy_module, "aggregated_losses",
+                        lambda s, c, groups: {n: (0.1 if n == "b2.1" else 1.0) for n in groups})
+    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
+                             tt_rank=2, start_epoch=0, patience=1, branch_depth=2)
+    record = run_strategy(strategy, _ctx(epochs=1)).info["gradient_merge"]
+    assert record["merges"] == [{"epoch": 0, "groups": [["t000", "t001"]], "kept": ["b2.1"]}]
+    assert record["final_groups"] == [["t000", "t001"], ["t002"], ["t003"]]
+
+
+def test_planted_groups_are_recovered_on_synthetic():
+    from sklearn.metrics import adjusted_rand_score
+
+    data = load_dataset("synthetic", n_tasks=8, n_groups=2, n_samples=2000, seed=0)
+    space = create_space("mlp", input_shape=data.input_shape, widths=(64, 64, 32, 32))
+    ctx = SearchContext(data=data, space=space, budget=TrainConfig(epochs=3, batch_size=64))
+    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
+                             tt_rank=4, start_epoch=0)
+    record = run_strategy(strategy, ctx).info["gradient_merge"]
+    found = {t: i for i, g in enumerate(record["final_groups"]) for t in g}
+    ari = adjusted_rand_score(data.info["labels"], [found[t] for t in data.task_names])
+    assert ari > 0.6, record["final_groups"]
+
+
+def test_same_seed_same_result_and_retrain_option():
+    params = dict(directive="similarity", min_cluster_size=2, min_samples=1, tt_rank=2, start_epoch=0)
+    a = run_strategy(GradientMerge(**params), _ctx(epochs=2))
+    b = run_strategy(GradientMerge(**params), _ctx(epochs=2))
+    assert a.graph == b.graph and a.metrics == b.metrics
+    c = run_strategy(GradientMerge(retrain=True, **params), _ctx(epochs=2))
+    assert c.graph["graph"]["nodes"] == a.graph["graph"]["nodes"]  # same structure found
+    assert "search_seconds" in c.info["gradient_merge"]
+
+
+def test_bad_arguments_name_the_fix():
+    with pytest.raises(MTLSearchError, match="directive"):
+        GradientMerge(directive="closest")
+    with pytest.raises(MTLSearchError, match="merge"):
+        GradientMerge(merge="average")
+    with pytest.raises(MTLSearchError, match="min_cluster_size"):
+        GradientMerge(min_cluster_size=1)
+    with pytest.raises(MTLSearchError, match="branch_depth"):
+        GradientMerge(branch_depth=5).propose(_trial(), tiny_context())

@@ -199,7 +199,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-key", default="X", help="array holding the inputs (default X)")
     p.add_argument("--device", default="cpu", help="default cpu")
     p.set_defaults(func=cmd_predict)
+    # The sweep belongs to the task_routing plugin: its own parser takes the remaining arguments.
+    p = sub.add_parser("sweep", add_help=False, formatter_class=_formatter,
+                       help="Task routing: train at each sharing ratio sigma, plot metric vs sigma.",
+                       description="Task routing's sigma sweep (see `mtlsearch sweep --help`).")
+    p.add_argument("sweep_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sweep, log_level="WARNING")
     return parser
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Delegate to the task_routing plugin's sweep command line."""
+    return _sweep(list(args.sweep_args))
+
+
+def _sweep(argv: list[str]) -> int:
+    try:
+        from mtlsearch.plugins.task_routing.sweep import build_parser as sweep_parser
+        from mtlsearch.plugins.task_routing.sweep import main as sweep_main
+    except ImportError as exc:
+        raise MTLSearchError(f"the sweep needs the task_routing plugin, which did not load: {exc}") from None
+    if argv[:1] in (["-h"], ["--help"]):
+        parser = sweep_parser()
+        parser.prog = "mtlsearch sweep"
+        parser.print_help()
+        return 0
+    return sweep_main(argv)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -461,6 +486,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
         >>> main(["--version"])  # doctest: +SKIP
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"]:  # argparse would swallow the sweep's own options
+        try:
+            return _sweep(argv[1:])
+        except MTLSearchError as exc:
+            print(f"mtlsearch: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -137,3 +137,17 @@ def test_python_dash_m_and_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("mtlsearch ")
+
+
+def test_sweep_subcommand_runs_the_task_routing_sweep(tmp_path, capsys):
+    from mtlsearch.cli import main
+
+    stem = tmp_path / "sweep"
+    code = main(["sweep", "--dataset", "synthetic", "--dataset-option", "n_tasks=3",
+                 "--dataset-option", "n_samples=200", "--space", "mlp", "--sigmas", "0", "1",
+                 "--seeds", "0", "--epochs", "1", "--plot", str(stem), "--json", str(tmp_path / "s.json")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| σ |" in out and "t002" in out
+    assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "s.json").is_file()
+    assert main(["sweep", "--dataset", "nope"]) == 2

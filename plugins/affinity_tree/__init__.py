@@ -1,1 +1,71 @@
-"""Strategy plugin `affinity_tree` (in progress)."""
+"""Strategy plugin ``affinity_tree``: branched networks from task affinities at every depth.
+
+Seed paper: Vandenhende, De Brabandere and Van Gool, "Branched Multi-Task Networks: Deciding
+What Layers To Share". Modules: :mod:`.affinity` (tournaments, the affinity tensor, files),
+:mod:`.estimators` (recombined networks, their cheaper subset variant, RSA), :mod:`.tree`
+(costs, beam and exhaustive search), :mod:`.plots` (heat maps), :mod:`.agreement` (comparing
+estimators), :mod:`.strategy` (the search strategy).
+
+Example:
+    >>> from mtlsearch import create_strategy
+    >>> create_strategy("affinity_tree", estimator="rsa").estimator
+    'rsa'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mtlsearch.hookspecs import hookimpl
+
+from .affinity import (
+    AffinityTensor,
+    affinity_from_losses,
+    affinity_matrix,
+    per_sample_losses,
+    performance_vector,
+    tournament_matrix,
+)
+from .agreement import pair_spearman, tree_ari
+from .estimators import ESTIMATORS, estimate_affinity, train_single_task
+from .plots import draw_affinity
+from .strategy import AffinityTree
+from .tree import (
+    TreeResult,
+    beam_search,
+    build_tree,
+    clustering_cost,
+    complexity_cost,
+    exhaustive_search,
+    pooling_steps,
+    tree_cost,
+)
+
+__all__ = [
+    "AffinityTree",
+    "AffinityTensor",
+    "ESTIMATORS",
+    "TreeResult",
+    "affinity_from_losses",
+    "affinity_matrix",
+    "beam_search",
+    "build_tree",
+    "clustering_cost",
+    "complexity_cost",
+    "draw_affinity",
+    "estimate_affinity",
+    "exhaustive_search",
+    "pair_spearman",
+    "per_sample_losses",
+    "performance_vector",
+    "pooling_steps",
+    "tournament_matrix",
+    "train_single_task",
+    "tree_ari",
+    "tree_cost",
+]
+
+
+@hookimpl
+def register_strategies(register: Callable[..., None]) -> None:
+    register(AffinityTree)

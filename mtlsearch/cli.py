@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials per search (default %(default)s)")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
+    p.add_argument("--strategy-arg", type=_kv, action="append", default=[],
+                   metavar="STRATEGY.KEY=VALUE",
+                   help="a strategy's setting, e.g. affinity_tree.estimator=full (repeatable; "
+                        "by default affinity_tree uses the rsa estimator and gumbel_policy "
+                        "retrains 2 sampled architectures, to keep compare quick)")
     _training(p, DEFAULT_EPOCHS)
     _json_flag(p)
     p.set_defaults(func=cmd_compare)
@@ -295,6 +300,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``[("affinity_tree.estimator", "full")]`` -> ``{"affinity_tree": {"estimator": "full"}}``."""
+    result: dict[str, dict[str, Any]] = {}
+    for key, value in pairs:
+        strategy, dot, name = key.partition(".")
+        if not dot or not strategy or not name:
+            raise MTLSearchError(f"compare's --strategy-arg needs STRATEGY.KEY=VALUE, got {key!r}")
+        result.setdefault(strategy, {})[name] = value
+    return result
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import DEFAULT_EPOCHS, compare
 
@@ -302,7 +318,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
         trials=args.trials, budget=_budget(args, DEFAULT_EPOCHS),
         out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
-        storage=args.storage, progress=not args.quiet and not args.json, show=not args.json,
+        strategy_kwargs=_per_strategy(args.strategy_arg), storage=args.storage,
+        progress=not args.quiet and not args.json, show=not args.json,
     )
     if args.json:
         _print_json(board.to_dict())

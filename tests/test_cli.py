@@ -151,3 +151,16 @@ def test_sweep_subcommand_runs_the_task_routing_sweep(tmp_path, capsys):
     assert "| σ |" in out and "t002" in out
     assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "s.json").is_file()
     assert main(["sweep", "--dataset", "nope"]) == 2
+
+
+def test_compare_strategy_args_are_per_strategy():
+    import pytest
+
+    from mtlsearch import MTLSearchError
+    from mtlsearch.cli import _per_strategy
+
+    assert _per_strategy([("affinity_tree.estimator", "full"), ("affinity_tree.search", "beam")]) == {
+        "affinity_tree": {"estimator": "full", "search": "beam"}
+    }
+    with pytest.raises(MTLSearchError, match="STRATEGY.KEY=VALUE"):
+        _per_strategy([("estimator", "full")])

@@ -1,0 +1,1 @@
+"""Dense prediction task kinds (segmentation, depth, surface normals, edges): in progress."""

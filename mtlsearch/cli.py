@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="STRATEGY.KEY=VALUE",
                    help="a strategy's setting, e.g. affinity_tree.estimator=full (repeatable; "
                         "by default affinity_tree uses the rsa estimator and gumbel_policy "
-                        "retrains 2 sampled architectures, to keep compare quick)")
+                        "retrains 1 sampled architecture and the most likely one, to keep compare quick)")
     _training(p, DEFAULT_EPOCHS)
     _json_flag(p)
     p.set_defaults(func=cmd_compare)

@@ -46,15 +46,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Defaults sized so `mtlsearch compare` ends in a few minutes on two CPU cores.
-DEFAULT_EPOCHS = 4
-DEFAULT_TRIALS = 3
+DEFAULT_EPOCHS = 3
+DEFAULT_TRIALS = 2
 DEFAULT_SEEDS = (0, 1, 2)
 #: What compare passes to strategies whose full method trains many networks per trial, so the
 #: default comparison finishes in minutes. Giving ``strategy_kwargs`` for a strategy replaces
 #: its entry (``{"affinity_tree": {"estimator": "full"}}`` runs the paper's estimator).
 QUICK_STRATEGY_KWARGS: dict[str, dict[str, Any]] = {
     "affinity_tree": {"estimator": "rsa"},
-    "gumbel_policy": {"num_samples": 2},
+    "gumbel_policy": {"num_samples": 1},
 }
 
 

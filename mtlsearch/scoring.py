@@ -22,9 +22,30 @@ import torch
 
 from .tasks import TaskSpec, get_task_kind
 
-__all__ = ["evaluate", "delta_mtl", "DeltaMTL", "metric_directions"]
+__all__ = ["evaluate", "delta_mtl", "DeltaMTL", "metric_directions", "task_chunks"]
+
+#: Activation memory one evaluation pass may use before tasks are split into chunks.
+EVAL_MEMORY_BYTES = 512 * 2**20
 
 Metrics = dict[str, dict[str, float]]
+
+
+def task_chunks(
+    model: Any, tasks: Sequence[str], batch_size: int, max_bytes: int = EVAL_MEMORY_BYTES
+) -> list[list[str]]:
+    """Split ``tasks`` so one pass stays under ``max_bytes`` of activations.
+
+    Routes that diverge early (task routing) run as one stacked pass of (distinct routes x
+    batch) rows: fast, but its memory grows with the number of tasks. The estimate is
+    distinct routes x batch x the largest block output x 4 bytes.
+    """
+    largest = max(math.prod(b.out_shape) for b in model.space.blocks)
+    distinct = len(set(model.plan(tasks).head_slots.values()))
+    per_route = batch_size * largest * 4
+    if distinct * per_route <= max_bytes:
+        return [list(tasks)]
+    size = max(1, max_bytes // per_route)
+    return [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
 
 
 @torch.no_grad()
@@ -35,8 +56,12 @@ def evaluate(
     batch_size: int = 512,
     device: torch.device | str | None = None,
     tasks: Sequence[str] | None = None,
+    max_memory: int = EVAL_MEMORY_BYTES,
 ) -> Metrics:
     """Each task's metrics (and mean ``loss``) on ``dataset``, in eval mode.
+
+    Tasks run together in one pass unless their stacked activations would exceed
+    ``max_memory`` bytes; then in chunks of tasks (see :func:`task_chunks`).
 
     Returns:
         ``{task: {metric: value, ..., "loss": value}}``.
@@ -50,9 +75,12 @@ def evaluate(
     accs = {t: get_task_kind(specs[t].kind).new_accumulator(specs[t]) for t in names}
     loss_sum = {t: torch.zeros((), device=device) for t in names}
     count = {t: 0 for t in names}
+    chunks = task_chunks(model, names, batch_size, max_memory)
     for x, y in dataset.batches(batch_size):
         x = x.to(device)
-        outputs = model(x, tasks)
+        outputs: dict[str, torch.Tensor] = {}
+        for chunk in chunks:
+            outputs.update(model(x, chunk if len(chunks) > 1 or tasks is not None else None))
         for t, out in outputs.items():
             target = y[t].to(device)
             kind = get_task_kind(specs[t].kind)

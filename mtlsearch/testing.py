@@ -41,6 +41,8 @@ SMALL_SPACE_KWARGS: dict[str, dict[str, Any]] = {
     "resnet18": {"input_shape": (3, 16, 16), "width": 4, "small_input": True},
     "resnet34": {"input_shape": (3, 16, 16), "width": 4, "small_input": True},
     "vgg16_bn": {"input_shape": (3, 8, 8), "omega": 4},
+    "dilated_resnet18": {"input_shape": (3, 16, 16), "width": 4},
+    "dilated_resnet34": {"input_shape": (3, 16, 16), "width": 4},
 }
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mtlsearch import SearchContext, TrainConfig, create_space, create_strategy, load_dataset, run_strategy
+from mtlsearch import (
+    SearchContext,
+    TrainConfig,
+    create_space,
+    create_strategy,
+    load_dataset,
+    run_strategy,
+)
 from mtlsearch.summary import summarize
 
 

@@ -7,8 +7,22 @@ import types
 import pytest
 
 from mtlsearch import MTLSearchError, Strategy, UnknownNameError, hookimpl
-from mtlsearch.plugin_manager import get_plugin_manager, list_plugins, plugin_failures, register_plugin, reset_plugins, unregister_plugin
-from mtlsearch.registry import create_space, create_strategy, list_datasets, list_spaces, list_strategies, load_dataset
+from mtlsearch.plugin_manager import (
+    get_plugin_manager,
+    list_plugins,
+    plugin_failures,
+    register_plugin,
+    reset_plugins,
+    unregister_plugin,
+)
+from mtlsearch.registry import (
+    create_space,
+    create_strategy,
+    list_datasets,
+    list_spaces,
+    list_strategies,
+    load_dataset,
+)
 
 BUILTIN_ENTRY_POINTS = {"builtin_tasks", "builtin_datasets", "builtin_search_spaces", "single_task", "hard_sharing", "random_tree"}
 

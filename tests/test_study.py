@@ -270,5 +270,8 @@ def test_a_dead_workers_running_trial_is_failed_and_counted(tmp_path):
     orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": gone.pid})
     result = search(trials=3, storage=storage, study_name="dead", **TINY)
     states = [t.state for t in result.study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # issue 8: the abandoned trial is failed and queued again; the retry, not it, counts.
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                      TrialState.COMPLETE]
     assert result.study.trials[1].user_attrs["fail_reason"].startswith("abandoned")
+    assert result.study.trials[2].system_attrs["failed_trial"] == 1

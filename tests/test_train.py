@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from mtlsearch import MTLSearchError, SharingGraph, TrainConfig, Trainer, create_space, from_arrays, materialize
+from mtlsearch import (
+    MTLSearchError,
+    SharingGraph,
+    TrainConfig,
+    Trainer,
+    create_space,
+    from_arrays,
+    materialize,
+)
 from mtlsearch.train import TrainingError, build_and_train
 
 

@@ -235,13 +235,24 @@ def test_extracted_subnet_equals_the_routed_task_and_is_smaller(which, cnn_ctx, 
         assert sum(p.numel() for p in subnet.parameters()) < full
 
 
-def test_subnet_extraction_refuses_residual_blocks():
+def test_subnet_extraction_handles_residual_blocks():
+    torch.manual_seed(0)
     space = create_space("resnet18", input_shape=(1, 8, 8), width=4, small_input=True)
     ctx = tiny_context(space)
     graph = routed_graph(ctx.new_graph(), space, sigma=0.5, seed=0)
     model = materialize(graph, space, ctx.tasks)
-    with pytest.raises(MTLSearchError, match="ResidualBlock"):
-        extract_subnet(model, "bin")
+    # Non-trivial batch-norm statistics, so slicing them wrongly would show.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(5, 1, 8, 8)
+    for task in ctx.task_names:
+        subnet = extract_subnet(model, task).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(subnet(x), model(x, [task])[task], atol=1e-5, rtol=1e-4)
+        assert sum(p.numel() for p in subnet.parameters()) < sum(p.numel() for p in model.parameters())
     with pytest.raises(MTLSearchError, match="unknown task"):
         extract_subnet(model, "nope")
 

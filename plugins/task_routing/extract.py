@@ -7,9 +7,12 @@ channel's output rows and the next layer's matching input columns changes no out
 
 Supported blocks (their convolution / linear / batch-norm weights are sliced):
 ``LinearBlock`` (``mlp``), ``ConvBlock`` (``small_cnn`` and the convolutions of ``vgg16_bn``),
-``FCBlock`` (``vgg16_bn``'s fully connected layers, flattening included) and ``ResNetStem``.
-Residual blocks (``ResidualBlock``) are not: their masked channels re-enter through the
-residual sum. Heads must be the default :class:`~mtlsearch.tasks.VectorHead`.
+``FCBlock`` (``vgg16_bn``'s fully connected layers, flattening included), ``ResNetStem`` and
+``ResidualBlock`` (``resnet18``/``resnet34``). In a residual block only the output channels
+are masked: the inner convolution keeps all its channels, ``conv2``/``bn2`` and a projection
+shortcut lose the masked output rows, and an identity shortcut becomes a fixed channel
+selection (a kept output channel whose input channel was masked away receives zero, exactly
+as in the routed model). Heads must be the default :class:`~mtlsearch.tasks.VectorHead`.
 
 Example:
     >>> subnet = extract_subnet(model, "left_even")  # doctest: +SKIP
@@ -32,7 +35,7 @@ from mtlsearch.tasks import VectorHead
 __all__ = ["SpecialisedSubnet", "extract_subnet", "SUPPORTED_BLOCKS"]
 
 #: Class names of the blocks :func:`extract_subnet` can slice.
-SUPPORTED_BLOCKS = ("LinearBlock", "ConvBlock", "FCBlock", "ResNetStem")
+SUPPORTED_BLOCKS = ("LinearBlock", "ConvBlock", "FCBlock", "ResNetStem", "ResidualBlock")
 
 # per block class: (input layer attribute, output layer attribute, batch-norm attribute or None)
 _LAYERS = {
@@ -64,6 +67,41 @@ class SpecialisedSubnet(nn.Module):
         for block in self.blocks:
             x = block.activation(block.pre_activation(x))
         return self.head(x)
+
+
+class SlicedResidual(nn.Module):
+    """A residual block of one task: ``relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))``
+    on the task's kept input channels, producing its kept output channels."""
+
+    def __init__(self, block: nn.Module, kept_in: list[int] | None, keep: list[int]):
+        super().__init__()
+        inner = block.block
+        self.conv1 = _slice_layer(inner.conv1, None, kept_in)
+        self.bn1 = copy.deepcopy(inner.bn1)
+        self.conv2 = _slice_layer(inner.conv2, keep, None)
+        self.bn2 = _slice_norm(inner.bn2, keep)
+        self.projection: nn.Module | None = None
+        if inner.downsample is not None:
+            conv, norm = inner.downsample[0], inner.downsample[1]
+            self.projection = nn.Sequential(_slice_layer(conv, keep, kept_in), _slice_norm(norm, keep))
+        else:
+            # Identity shortcut: output channel c takes input channel c if the task kept it.
+            position = {c: i for i, c in enumerate(kept_in)} if kept_in is not None else None
+            source = [position.get(c, -1) if position is not None else c for c in keep]
+            self.register_buffer("source", torch.as_tensor(source, dtype=torch.long))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if self.projection is not None:
+            return self.projection(x)
+        padded = torch.cat([x, x.new_zeros(x.shape[0], 1, *x.shape[2:])], dim=1)
+        return padded.index_select(1, torch.where(self.source < 0, x.shape[1], self.source))
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out)) + self.shortcut(x)
+
+    def activation(self, z: Tensor) -> Tensor:
+        return torch.relu(z)
 
 
 def _index(idx: list[int], device: torch.device) -> Tensor:
@@ -147,10 +185,10 @@ def extract_subnet(model: nn.Module, task: str) -> SpecialisedSubnet:
                 f"task {task!r} skips node {step.node!r}; subnet extraction supports routed "
                 "(masked or plain) steps only"
             )
-        if kind not in _LAYERS:
+        if kind not in _LAYERS and kind != "ResidualBlock":
             raise MTLSearchError(
                 f"cannot slice block {step.index} ({kind}) of space {space.name!r}; subnet "
-                f"extraction supports {list(SUPPORTED_BLOCKS)} (spaces mlp, small_cnn, vgg16_bn)"
+                f"extraction supports {list(SUPPORTED_BLOCKS)} (spaces mlp, small_cnn, vgg16_bn, resnet)"
             )
         channels = space.blocks[step.index].channels
         keep = list(range(channels)) if step.mask is None else [int(i) for i in step.mask.nonzero()[0]]
@@ -159,6 +197,11 @@ def extract_subnet(model: nn.Module, task: str) -> SpecialisedSubnet:
                 f"task {task!r} keeps no channel of block {step.index}: its output is a constant; "
                 "use a larger sigma or wider blocks"
             )
+        if kind == "ResidualBlock":
+            blocks.append(SlicedResidual(block, kept_in, keep).train(block.training))
+            kept_all.append(keep)
+            kept_in = keep
+            continue
         layer_attr, _, norm_attr = _LAYERS[kind]
         new = copy.deepcopy(block)
         cols = _input_columns(block, kind, space.blocks[step.index].in_shape, kept_in)

@@ -16,6 +16,7 @@ the peak memory of that pass (measured in a fresh process per task count, VmHWM 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -159,6 +160,9 @@ def run_scale(args: argparse.Namespace) -> None:
             timers[n]["one"]()
         for timer in timers[n].values():
             timer()
+    # As in Trainer.fit: the long-lived objects are frozen out of the garbage collector.
+    gc.collect()
+    gc.freeze()
     # Round-robin over task counts and ways, so a change of machine load hits all alike.
     samples: dict[int, dict[str, list[float]]] = {n: {k: [] for k in timers[n]} for n in timers}
     for _ in range(args.rounds):

@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import logging
 import math
 import time
@@ -43,6 +45,7 @@ __all__ = [
     "select_device",
     "seed_everything",
     "task_losses",
+    "frozen_gc",
 ]
 
 log = logging.getLogger(__name__)
@@ -195,6 +198,23 @@ def task_losses(
     }
 
 
+@contextlib.contextmanager
+def frozen_gc() -> Any:
+    """Keep the garbage collector off the objects that exist now (model, graph, data).
+
+    Every training step creates many short-lived autograd objects, which trigger collections
+    that scan every tracked object. With hundreds of tasks (two modules per head, graph
+    attributes, plans) those scans made a one-active-task step grow with the number of tasks
+    (3-5x at 312 tasks); frozen, the long-lived objects are skipped and the step stays flat.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -245,6 +265,12 @@ class Trainer:
         self, model: MultiTaskModel, train: MultiTaskDataset, val: MultiTaskDataset | None = None
     ) -> TrainResult:
         """Train ``model`` on ``train``, validating on ``val`` after every epoch."""
+        with frozen_gc():
+            return self._fit(model, train, val)
+
+    def _fit(
+        self, model: MultiTaskModel, train: MultiTaskDataset, val: MultiTaskDataset | None
+    ) -> TrainResult:
         cfg = self.config
         device = select_device(cfg.device)
         model.to(device)

@@ -130,3 +130,15 @@ def test_task_weights_change_the_loss(data, space):
     a = _train(data, space, epochs=1, task_weights={"a": 1.0, "b": 1.0, "c": 0.0})
     b = _train(data, space, epochs=1)
     assert not np.isclose(a.history[0]["train_loss"], b.history[0]["train_loss"])
+
+
+def test_training_freezes_the_garbage_collector_only_while_it_runs(data, space):
+    import gc
+
+    seen = []
+    graph = SharingGraph.hard_sharing(data.task_names, 2)
+    torch.manual_seed(0)
+    model = materialize(graph, space, data.tasks)
+    Trainer(TrainConfig(epochs=1, batch_size=64), on_backward=[lambda s: seen.append(gc.get_freeze_count())]).fit(model, data.train)
+    assert seen and min(seen) > 0  # the model, graph and data were frozen during the steps
+    assert gc.get_freeze_count() == 0

@@ -399,12 +399,13 @@ def read_architecture(folder: str | Path) -> dict[str, Any]:
             f"{path} is {size / 2**20:.0f} MB, above the {MAX_JSON_BYTES // 2**20} MB limit of an "
             "architecture file; it is not an mtlsearch export"
         )
-    try:
-        record = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    from .safety import UnsafeInputError, load_json_text
+
+    try:  # size-checked above; depth-checked so that nothing below can recurse forever
+        record = load_json_text(path.read_bytes(), what=str(path), max_bytes=MAX_JSON_BYTES)
+    except UnsafeInputError as exc:
         raise ExportError(
-            f"{path} is not valid JSON ({exc}); the file is truncated or corrupt: export the "
-            "model again"
+            f"{exc}; the file is truncated or corrupt: export the model again"
         ) from None
     if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__

@@ -36,6 +36,8 @@ __all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT"]
 SCHEMA_VERSION = 1
 INPUT = "input"
 _FORMAT = "mtlsearch.sharing_graph"
+MAX_BLOCKS = 10_000  # far beyond any real network; refuses absurd files
+MAX_GRAPH_BYTES = 50 * 1024 * 1024  # a graph is kilobytes; refuse to read a huge file
 
 
 def head_id(task: str) -> str:
@@ -417,9 +419,12 @@ class SharingGraph:
         for name, typ in (("space", dict), ("task_specs", list), ("info", dict)):
             if data.get(name) is not None and not isinstance(data[name], typ):
                 raise GraphError(f"field {name!r} must be a {typ.__name__} or null")
+        blocks = data.get("num_blocks")
+        if isinstance(blocks, int) and not 0 < blocks <= MAX_BLOCKS:  # bounds memory use
+            raise GraphError(f"field 'num_blocks' must be in 1..{MAX_BLOCKS}, got {blocks}")
         graph = cls(
             tasks,
-            data.get("num_blocks"),
+            blocks,
             space=data.get("space"),
             task_specs=data.get("task_specs"),
             info=data.get("info"),
@@ -483,11 +488,16 @@ class SharingGraph:
             path = Path(source)
             if not path.is_file():
                 raise GraphError(f"no such graph file: {path}")
-            text = path.read_text()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GraphError(f"the graph is not valid JSON: {exc}") from None
+            if path.stat().st_size > MAX_GRAPH_BYTES:
+                raise GraphError(f"{path} is above the {MAX_GRAPH_BYTES:,}-byte limit of a "
+                                 "graph file")
+            text = path.read_bytes()
+        from .safety import UnsafeInputError, load_json_text
+
+        try:  # size and nesting limits: a hostile file cannot exhaust memory or the stack
+            data = load_json_text(text, what="the graph", max_bytes=MAX_GRAPH_BYTES)
+        except UnsafeInputError as exc:
+            raise GraphError(str(exc)) from None
         return cls.from_dict(data)
 
     def write_graphml(self, path: str | Path) -> None:

@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,14 @@ from .pipeline import TrialResult, evaluate_proposal
 from .plugin_manager import get_plugin_manager
 from .registry import create_space, create_strategy, load_dataset
 from .spaces import SearchSpace
-from .storage import budget_lock, open_storage, open_study, study_names
+from .storage import (
+    budget_lock,
+    open_storage,
+    open_study,
+    retried_numbers,
+    retry_trial,
+    study_names,
+)
 from .strategy import Strategy
 from .train import TrainConfig, seed_everything
 from .trials import (
@@ -178,6 +186,20 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Fail (and queue again) trials whose worker stopped sending heartbeats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
+    """Optuna's heartbeat thread for ``trial`` (a no-op on storages without heartbeats)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -420,10 +442,13 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
         deadline = time.monotonic() + timeout if timeout else None
         while deadline is None or time.monotonic() < deadline:
             with budget_lock(storage):
+                _fail_stale(study)
                 done, running = runner.count()
                 if done + running >= trials:
                     break
-                trial = study.ask()
+                with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
+                    warnings.filterwarnings("ignore", "Heartbeat of storage")
+                    trial = study.ask()
                 trial.set_user_attr("worker", runner.worker)  # lets others spot a dead worker
             runner.run(trial)
     return result
@@ -441,11 +466,14 @@ class _Runner:
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def count(self) -> tuple[int, int]:
-        """Finished and running trials; running ones of dead local workers are failed."""
+        """Finished and running trials; running ones of dead local workers are failed and
+        queued again. A failed trial that was queued again does not use up the budget."""
         done = running = 0
-        for t in self.study.get_trials(deepcopy=False):
+        trials = self.study.get_trials(deepcopy=False)
+        retried = retried_numbers(trials)
+        for t in trials:
             if t.state.is_finished():
-                done += 1
+                done += t.number not in retried
             elif t.state == TrialState.RUNNING:
                 worker = t.user_attrs.get("worker") or {}
                 if (worker.get("host") == self.worker["host"] and worker.get("pid")
@@ -454,18 +482,26 @@ class _Runner:
                     self.study._storage.set_trial_user_attr(
                         t._trial_id, "fail_reason", f"abandoned: worker {worker['pid']} ended")
                     self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    done += 1
+                    if not retry_trial(self.study, t):
+                        done += 1
                 else:
                     running += 1
         return done, running
 
     def run(self, trial: optuna.Trial) -> None:
+        with _heartbeat(self.study, trial):
+            self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> None:
         setup, hook = self.setup, get_plugin_manager().hook
         name = setup.settings["strategy"]
         start = time.perf_counter()
         try:
             # Trial n's randomness depends on (seed, n) only: same seed -> same study on CPU.
-            seed_everything(_derive(setup.ctx.seed, "trial", trial.number))
+            # A retried trial reuses its original's seed: it redoes exactly the lost work.
+            system = self.study._storage.get_trial_system_attrs(trial._trial_id)
+            original = system.get("failed_trial", trial.number)
+            seed_everything(_derive(setup.ctx.seed, "trial", original))
             proposal = setup.strategy.propose(trial, setup.ctx)
             epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
             trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))

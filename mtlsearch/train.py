@@ -215,6 +215,14 @@ def frozen_gc() -> Any:
         gc.unfreeze()
 
 
+def _param_groups(model: MultiTaskModel) -> list[dict[str, Any]]:
+    """The trunk's parameters, then one group per task head (in task order)."""
+    head_ids = {id(p) for p in model.heads.parameters()}
+    trunk = [p for p in model.parameters() if id(p) not in head_ids]
+    heads = [list(model.heads[model._head_keys[t]].parameters()) for t in model.tasks]
+    return [{"params": trunk}, *({"params": h} for h in heads)]
+
+
 def _optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -260,6 +268,7 @@ class Trainer:
         self.config = config
         self.on_epoch_end = list(on_epoch_end)
         self.on_backward = list(on_backward)
+        self.split_heads = True
 
     def fit(
         self, model: MultiTaskModel, train: MultiTaskDataset, val: MultiTaskDataset | None = None
@@ -278,7 +287,11 @@ class Trainer:
         task_gen = torch.Generator().manual_seed(cfg.seed + 1)
         weights = {s.name: s.weight for s in model.task_specs}
         weights.update(cfg.task_weights or {})
-        opt = _optimizer(cfg, model.parameters())
+        # With one active task per batch, each head gets its own parameter group and a step
+        # visits only the trunk's and the active head's: per-step work stays flat in T.
+        split_heads = cfg.task_sampling == "one" and self.split_heads
+        opt = _optimizer(cfg, _param_groups(model) if split_heads else model.parameters())
+        head_group = {t: i + 1 for i, t in enumerate(model.tasks)} if split_heads else {}
         sched = _scheduler(cfg, opt)
         history: list[dict[str, float]] = []
         graphs = [model.graph]
@@ -299,11 +312,17 @@ class Trainer:
                     outputs = model(x, active if cfg.task_sampling == "one" else None)
                 losses = task_losses(model, outputs, y)
                 loss = sum(weights[t] * v for t, v in losses.items())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for cb in self.on_backward:
-                    cb(StepState(epoch, steps, model, losses, active))
-                opt.step()
+                all_groups = opt.param_groups
+                if split_heads:
+                    opt.param_groups = [all_groups[0], all_groups[head_group[active[0]]]]
+                try:
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for cb in self.on_backward:
+                        cb(StepState(epoch, steps, model, losses, active))
+                    opt.step()
+                finally:
+                    opt.param_groups = all_groups
                 total += loss.detach()
                 batches += 1
                 steps += 1

@@ -142,3 +142,29 @@ def test_training_freezes_the_garbage_collector_only_while_it_runs(data, space):
     Trainer(TrainConfig(epochs=1, batch_size=64), on_backward=[lambda s: seen.append(gc.get_freeze_count())]).fit(model, data.train)
     assert seen and min(seen) > 0  # the model, graph and data were frozen during the steps
     assert gc.get_freeze_count() == 0
+
+
+def test_one_task_steps_touch_only_the_trunk_and_the_active_head_with_identical_results(data, space):
+    graph = SharingGraph.hard_sharing(data.task_names, 2)
+    cfg = TrainConfig(epochs=2, batch_size=32, task_sampling="one", seed=3)
+    results = []
+    for split in (True, False):
+        torch.manual_seed(0)
+        model = materialize(graph, space, data.tasks)
+        trainer = Trainer(cfg)
+        trainer.split_heads = split
+        results.append(trainer.fit(model, data.train, data.val))
+    grouped, plain = (r.model.state_dict() for r in results)
+    assert all(torch.equal(grouped[k], plain[k]) for k in grouped)  # same Adam per parameter
+    assert results[0].history == results[1].history
+
+
+def test_split_heads_groups_cover_every_parameter_once(data, space):
+    from mtlsearch.train import _param_groups
+
+    model = materialize(SharingGraph.hard_sharing(data.task_names, 2), space, data.tasks)
+    groups = _param_groups(model)
+    assert len(groups) == 1 + len(data.task_names)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    assert set(map(id, groups[2]["params"])) == set(map(id, model.heads["b"].parameters()))

@@ -1,0 +1,253 @@
+"""Fault tests with real worker processes on one study (issue 8), journal-file storage.
+
+The same scenarios run against PostgreSQL in ``test_reliability_postgres.py`` (it imports the
+scenario functions from here): exact study-wide budget with 4 workers, a SIGKILLed worker's
+trial failed and retried, SIGINT then resume, and failing trials (raise, NaN, out of memory)
+recorded with their reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import weakref
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from mtlsearch.plugin_manager import register_plugin, unregister_plugin
+from mtlsearch.storage import open_study
+from mtlsearch.study import search
+from mtlsearch.train import TrainConfig
+
+TINY_ARGS = ["--dataset", "synthetic", "--dataset-arg", "n_tasks=3", "--dataset-arg",
+             "n_samples=160", "--space", "mlp", "--space-arg", "widths=[8,8]", "--epochs", "1",
+             "--threads", "1", "--pruner", "none", "-q"]
+
+# A worker that registers the "faulty" strategy and then runs the ordinary CLI. Faults are
+# chosen per original trial number by the environment (JSON): hang = write a marker file
+# then sleep (the test kills or interrupts the worker there).
+FAULTY_WORKER = textwrap.dedent('''
+    import json, os, pathlib, sys, time
+    from mtlsearch.hookspecs import hookimpl
+    from mtlsearch.plugin_manager import register_plugin
+    from mtlsearch.cli import main
+    from mtlsearch.plugins.random_tree import RandomTree
+
+    class Faulty(RandomTree):
+        name = "faulty"
+        def propose(self, trial, ctx):
+            proposal = super().propose(trial, ctx)
+            system = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+            original = system.get("failed_trial", trial.number)
+            faults = json.loads(os.environ.get("FAULTS", "{}"))
+            if original in faults.get("hang", []) and "retry_history" not in system:
+                marker = pathlib.Path(os.environ["MARKER"])
+                marker.write_text(json.dumps({"number": trial.number, "pid": os.getpid()}))
+                time.sleep(600)
+            return proposal
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register(Faulty)
+
+    register_plugin(Plugin(), "faulty")
+    sys.exit(main(sys.argv[1:]))
+''')
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
+def start_worker(storage: str, study: str, trials: int, folder: Path, *, faulty: bool = False,
+                 **env: str) -> subprocess.Popen:
+    """One ``mtlsearch search`` worker process (the faulty one registers the test strategy)."""
+    args = ["search", "--storage", storage, "--study", study, "--trials", str(trials),
+            "--out", str(folder), *TINY_ARGS]
+    if faulty:
+        script = folder / "faulty_worker.py"
+        script.write_text(FAULTY_WORKER)
+        cmd = [sys.executable, str(script), *args, "--strategy", "faulty"]
+    else:
+        cmd = [sys.executable, "-m", "mtlsearch", *args]
+    return subprocess.Popen(cmd, env=_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text():
+            return json.loads(path.read_text())
+        if proc.poll() is not None:
+            raise AssertionError(f"worker ended early: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"no marker {path} after {timeout}s")
+
+
+def counted(study) -> list:
+    """Finished trials that use up the budget (a retried failure does not)."""
+    retried = {t.system_attrs["failed_trial"] for t in study.trials
+               if "failed_trial" in t.system_attrs}
+    return [t for t in study.trials if t.state.is_finished() and t.number not in retried]
+
+
+# ----------------------------------------------------------------------------- scenarios
+def scenario_many_workers_exact_budget(storage: str, study_name: str, folder: Path,
+                                       workers: int = 4, trials: int = 40) -> None:
+    procs = [start_worker(storage, study_name, trials, folder) for _ in range(workers)]
+    for p in procs:
+        code, err = finish(p, timeout=400)
+        assert code == 0, err[-3000:]
+    study = open_study(storage, study_name)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) == trials  # no duplicate, no overshoot
+    assert Counter(t.state for t in study.trials) == {TrialState.COMPLETE: trials}
+    pids = {t.user_attrs["worker"]["pid"] for t in study.trials}
+    assert len(pids) >= 2, "the workers did not share the study"
+
+
+def scenario_sigkill_is_failed_and_retried(storage: str, study_name: str, folder: Path,
+                                           wait_stale: float = 0.0, **env: str) -> None:
+    marker, trials = folder / "hang.json", 4
+    victim = start_worker(storage, study_name, trials, folder, faulty=True,
+                          FAULTS=json.dumps({"hang": [1]}), MARKER=str(marker), **env)
+    hung = wait_for(marker, victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    time.sleep(wait_stale)  # a database server needs the heartbeat grace period to pass
+    code, err = finish(start_worker(storage, study_name, trials, folder, faulty=True, **env))
+    assert code == 0, err[-3000:]
+    study = open_study(storage, study_name)
+    killed = study.trials[hung["number"]]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"].startswith(("abandoned", "stale"))
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params  # the same candidate, redone
+    assert "fail_reason" not in retries[0].user_attrs
+    assert len(counted(study)) == trials
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == trials
+
+
+def scenario_sigint_stops_cleanly_and_resumes(storage: str, study_name: str, folder: Path,
+                                              **env: str) -> None:
+    marker, trials = folder / "hang.json", 3
+    worker = start_worker(storage, study_name, trials, folder, faulty=True,
+                          FAULTS=json.dumps({"hang": [1]}), MARKER=str(marker), **env)
+    hung = wait_for(marker, worker)
+    worker.send_signal(signal.SIGINT)
+    code, err = finish(worker, timeout=60)
+    assert code == 130, err[-3000:]
+    assert "Run the same command again to resume" in err and "Traceback" not in err
+    study = open_study(storage, study_name)
+    assert study.trials[hung["number"]].state == TrialState.FAIL
+    assert study.trials[hung["number"]].user_attrs["fail_reason"] == "interrupted"
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    code, err = finish(start_worker(storage, study_name, trials, folder, faulty=True, **env))
+    assert code == 0, err[-3000:]
+    study = open_study(storage, study_name)
+    assert len(counted(study)) == trials and all(t.state.is_finished() for t in study.trials)
+
+
+# ----------------------------------------------------------------------------- journal tests
+def journal(tmp_path: Path) -> str:
+    return f"journal:{tmp_path / 'study.log'}"
+
+
+def test_four_workers_forty_trials_exactly(tmp_path):
+    scenario_many_workers_exact_budget(journal(tmp_path), "many", tmp_path)
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
+    scenario_sigkill_is_failed_and_retried(journal(tmp_path), "kill", tmp_path)
+
+
+def test_sigint_stops_cleanly_and_restart_resumes(tmp_path):
+    scenario_sigint_stops_cleanly_and_resumes(journal(tmp_path), "sigint", tmp_path)
+
+
+# ----------------------------------------------------------------------------- bad trials
+class _Bad:
+    """Strategy factory: trial 1 raises, trial 2's loss turns NaN, trial 3 runs out of memory."""
+
+    held: list = []
+
+    @staticmethod
+    def make():
+        from mtlsearch.plugins.random_tree import RandomTree
+
+        class Bad(RandomTree):
+            name = "bad_trials"
+
+            def propose(self, trial, ctx):
+                self.nan = trial.number == 2
+                if trial.number == 1:
+                    raise RuntimeError("injected failure")
+                if trial.number == 3:
+                    block = torch.ones(32, 1024, 1024)  # 128 MiB that the failure must free
+                    _Bad.held.append(weakref.ref(block))
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+                return super().propose(trial, ctx)
+
+            def on_backward(self, state):
+                if self.nan:
+                    for p in state.model.parameters():
+                        if p.grad is not None:
+                            p.grad.fill_(math.nan)
+
+        return Bad
+
+
+@pytest.fixture
+def bad_strategy():
+    from mtlsearch.hookspecs import hookimpl
+
+    strategy = _Bad.make()
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register(strategy)
+
+    name = register_plugin(Plugin(), "bad_trials_plugin")
+    yield strategy
+    unregister_plugin(name)
+    _Bad.held.clear()
+
+
+def test_raise_nan_and_oom_are_recorded_and_the_study_goes_on(tmp_path, bad_strategy):
+    torch.set_num_threads(1)
+    result = search(strategy="bad_trials", dataset="synthetic", space="mlp", trials=5,
+                    storage=journal(tmp_path), study_name="bad", progress=False,
+                    dataset_kwargs={"n_tasks": 3, "n_samples": 160},
+                    space_kwargs={"widths": [8, 8]}, budget=TrainConfig(epochs=1), pruner="none")
+    trials = result.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
+                                         TrialState.FAIL, TrialState.COMPLETE]
+    reasons = [t.user_attrs.get("fail_reason", "") for t in trials]
+    assert reasons[1] == "RuntimeError: injected failure"
+    assert reasons[2].startswith("TrainingError") and "nan" in reasons[2]
+    assert reasons[3].startswith("OutOfMemoryError") and "simulated" in reasons[3]
+    assert "injected failure" in trials[1].user_attrs["fail_traceback"]
+    gc.collect()
+    assert _Bad.held and all(ref() is None for ref in _Bad.held), "memory was not released"
+    rows = result.trials_table()
+    assert [r["fail_reason"] is not None for r in rows] == [False, True, True, True, False]

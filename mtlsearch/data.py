@@ -26,9 +26,39 @@ from torch import Tensor
 from .errors import DatasetError, MTLSearchError
 from .tasks import TaskSpec, get_task_kind
 
-__all__ = ["MultiTaskDataset", "DatasetSplits", "from_arrays", "from_npz", "split_indices"]
+__all__ = [
+    "BatchTargets",
+    "MultiTaskDataset",
+    "DatasetSplits",
+    "from_arrays",
+    "from_npz",
+    "split_indices",
+]
 
-Batch = tuple[Tensor, dict[str, Tensor]]
+Batch = tuple[Tensor, Mapping[str, Tensor]]
+
+
+class BatchTargets(Mapping):
+    """A batch's ``{task: targets}``, sliced only for the tasks that are read.
+
+    With one active task per batch and hundreds of tasks, slicing every task's labels for
+    every batch would cost more than the training step itself.
+    """
+
+    def __init__(self, targets: Mapping[str, Tensor], index: Tensor | slice):
+        self._targets, self._index = targets, index
+        self._cache: dict[str, Tensor] = {}
+
+    def __getitem__(self, task: str) -> Tensor:
+        if task not in self._cache:
+            self._cache[task] = self._targets[task][self._index]
+        return self._cache[task]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
 
 
 class MultiTaskDataset(torch.utils.data.Dataset):
@@ -91,13 +121,16 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         generator: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[Batch]:
-        """Yield ``(inputs, {task: targets})`` slices, shuffled with ``generator`` if asked."""
+        """Yield ``(inputs, {task: targets})`` slices, shuffled with ``generator`` if asked.
+
+        The targets are a :class:`BatchTargets` mapping: a task's labels are sliced when read.
+        """
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-            yield self.inputs[idx], {k: v[idx] for k, v in self.targets.items()}
+            yield self.inputs[idx], BatchTargets(self.targets, idx)
 
     def fingerprint(self) -> str:
         """A short hash of inputs and targets, used to key cached results."""

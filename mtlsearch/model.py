@@ -68,6 +68,7 @@ class MultiTaskModel(nn.Module):
         self.graph = graph
         self.space = space
         self.task_specs = [specs[t] for t in graph.tasks]
+        self.spec_of = {t.name: t for t in self.task_specs}
         self._head_keys = _unique_keys(graph.tasks)
         self._block_keys = _unique_keys(graph.block_nodes())
         full_plan = build_plan(graph)

@@ -21,7 +21,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -192,7 +192,7 @@ def task_losses(
     targets: dict[str, Tensor],
 ) -> dict[str, Tensor]:
     """Each task's loss (missing labels masked out)."""
-    specs = {s.name: s for s in model.task_specs}
+    specs = getattr(model, "spec_of", None) or {s.name: s for s in model.task_specs}
     return {
         t: get_task_kind(specs[t].kind).loss(specs[t], out, targets[t]) for t, out in outputs.items()
     }
@@ -240,11 +240,14 @@ def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer) -> Any:
     return None
 
 
-def _to(batch: tuple[Tensor, dict[str, Tensor]], device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
+def _to(
+    batch: tuple[Tensor, Mapping[str, Tensor]], device: torch.device, tasks: Sequence[str]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Move the inputs and the targets of ``tasks`` (only those are read) to ``device``."""
     x, y = batch
     non_blocking = device.type == "cuda"
     return x.to(device, non_blocking=non_blocking), {
-        k: v.to(device, non_blocking=non_blocking) for k, v in y.items()
+        t: y[t].to(device, non_blocking=non_blocking) for t in tasks
     }
 
 
@@ -303,11 +306,11 @@ class Trainer:
             model.train()
             total, batches = torch.zeros((), device=device), 0
             for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
-                x, y = _to(batch, device)
                 if cfg.task_sampling == "one":
                     active = [tasks[int(torch.randint(len(tasks), (1,), generator=task_gen))]]
                 else:
                     active = tasks
+                x, y = _to(batch, device, active)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
                     outputs = model(x, active if cfg.task_sampling == "one" else None)
                 losses = task_losses(model, outputs, y)

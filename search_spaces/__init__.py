@@ -1,12 +1,14 @@
 """Built-in search spaces, registered through the ``mtlsearch`` entry-point group.
 
-=============  =========================================================================
-``mlp``        Linear -> BatchNorm1d | ReLU blocks, for feature vectors.
-``small_cnn``  Conv3x3 -> BatchNorm2d | ReLU (-> MaxPool) blocks, for small images.
-``resnet18``   torchvision's ResNet-18: stem + 8 residual BasicBlocks.
-``resnet34``   torchvision's ResNet-34: stem + 16 residual BasicBlocks.
-``vgg16_bn``   VGG-16-BN, thin-ω (Branched Multi-Task Networks): 13 conv + 2 FC blocks.
-=============  =========================================================================
+====================  =========================================================================
+``mlp``               Linear -> BatchNorm1d | ReLU blocks, for feature vectors.
+``small_cnn``         Conv3x3 -> BatchNorm2d | ReLU (-> MaxPool) blocks, for small images.
+``resnet18``          torchvision's ResNet-18: stem + 8 residual BasicBlocks.
+``resnet34``          torchvision's ResNet-34: stem + 16 residual BasicBlocks.
+``vgg16_bn``          VGG-16-BN, thin-ω (Branched Multi-Task Networks): 13 conv + 2 FC blocks.
+``dilated_resnet18``  DeepLab-ResNet-18 (output stride 8) for dense tasks: stem + 8 blocks.
+``dilated_resnet34``  DeepLab-ResNet-34 (output stride 8) for dense tasks: stem + 16 blocks.
+====================  =========================================================================
 
 Example:
     >>> from mtlsearch import create_space
@@ -20,6 +22,7 @@ from collections.abc import Callable
 
 from mtlsearch.hookspecs import hookimpl
 
+from .dilated_resnet import dilated_resnet18, dilated_resnet34
 from .mlp import mlp
 from .resnet import load_torchvision_resnet, resnet18, resnet34
 from .small_cnn import small_cnn
@@ -27,6 +30,8 @@ from .vgg import vgg16_bn
 
 __all__ = [
     "SPACE_FACTORIES",
+    "dilated_resnet18",
+    "dilated_resnet34",
     "load_torchvision_resnet",
     "mlp",
     "resnet18",
@@ -41,6 +46,8 @@ SPACE_FACTORIES: dict[str, Callable[..., object]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
     "vgg16_bn": vgg16_bn,
+    "dilated_resnet18": dilated_resnet18,
+    "dilated_resnet34": dilated_resnet34,
 }
 
 

@@ -23,6 +23,8 @@ SMALL: dict[str, dict] = {
     "resnet18": {"input_shape": (3, 32, 32), "width": 4},
     "resnet34": {"input_shape": (1, 12, 24), "width": 4, "small_input": True},
     "vgg16_bn": {"input_shape": (3, 32, 32), "omega": 4},
+    "dilated_resnet18": {"input_shape": (3, 32, 32), "width": 4},
+    "dilated_resnet34": {"input_shape": (3, 16, 16), "width": 4},
 }
 
 SPACE_FACTORIES = search_spaces.SPACE_FACTORIES
@@ -51,7 +53,9 @@ def _input(shape, batch: int = 3) -> torch.Tensor:
 
 
 def test_builtins_are_registered():
-    assert set(SPACE_FACTORIES) == {"mlp", "small_cnn", "resnet18", "resnet34", "vgg16_bn"}
+    assert set(SPACE_FACTORIES) == {
+        "mlp", "small_cnn", "resnet18", "resnet34", "vgg16_bn", "dilated_resnet18", "dilated_resnet34"
+    }
     assert set(SPACE_FACTORIES) <= set(list_spaces())
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .dense_files import load_cityscapes, load_nyuv2
+from .dense_shapes import load_dense_shapes
 from .digits import load_digits
 from .multi_digits import load_multi_digits
 from .synthetic import load_synthetic
@@ -19,6 +21,9 @@ LOADERS: dict[str, Callable[..., Any]] = {
     "multi_digits": load_multi_digits,
     "digits": load_digits,
     "synthetic": load_synthetic,
+    "dense_shapes": load_dense_shapes,
+    "nyuv2": load_nyuv2,
+    "cityscapes": load_cityscapes,
     "celeba": load_celeba,
     "cifar10": load_cifar10,
     "fashion_mnist": load_fashion_mnist,

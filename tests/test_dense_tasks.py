@@ -1,0 +1,188 @@
+"""Dense task kinds: losses and metrics against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mtlsearch.dense_tasks import confusion_metrics, per_sample_loss
+from mtlsearch.errors import TaskError
+from mtlsearch.tasks import TaskSpec, get_task_kind, list_task_kinds
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _one_hot_logits(pred: list[list[int]], k: int) -> torch.Tensor:
+    return F.one_hot(torch.tensor(pred), k).permute(2, 0, 1)[None].float() * 5.0
+
+
+SEG = TaskSpec("seg", kind="segmentation", num_classes=3)
+
+
+def test_dense_kinds_are_registered_with_directions():
+    assert {"segmentation", "depth", "normals", "edges"} <= set(list_task_kinds())
+    assert get_task_kind("depth").metrics["abs_err"] is False
+    assert get_task_kind("depth").metrics["delta1"] is True
+    assert get_task_kind("normals").metrics["median_angle"] is False
+    assert get_task_kind("normals").metrics["within_11.25"] is True
+
+
+def test_segmentation_metrics_by_hand_with_ignore_label():
+    kind = get_task_kind("segmentation")
+    target = kind.prepare_targets(SEG, [[[0, 1, 255], [1, 1, 0]]])
+    assert target.tolist() == [[[0, 1, -1], [1, 1, 0]]]
+    out = _one_hot_logits([[0, 0, 2], [1, 2, 0]], 3)
+    # Valid pixels: (t0,p0) (t1,p0) (t1,p1) (t1,p2) (t0,p0). IoU: class 0 2/3, class 1 1/3,
+    # class 2 0/1 (a false positive only); the ignored pixel's prediction 2 does not count.
+    m = kind.compute_metrics(SEG, out, target)
+    assert m["miou"] == pytest.approx((2 / 3 + 1 / 3 + 0) / 3)
+    assert m["pixel_acc"] == pytest.approx(3 / 5)
+
+
+def test_segmentation_loss_is_mean_cross_entropy_over_labelled_pixels():
+    kind = get_task_kind("segmentation")
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(1, 3, 2, 3, generator=gen)
+    target = kind.prepare_targets(SEG, [[[0, 1, 255], [2, 1, 0]]])
+    manual = []
+    for i in range(2):
+        for j in range(3):
+            t = int(target[0, i, j])
+            if t >= 0:
+                logits = out[0, :, i, j]
+                manual.append(float(torch.logsumexp(logits, 0) - logits[t]))
+    assert float(kind.loss(SEG, out, target)) == pytest.approx(sum(manual) / len(manual), rel=1e-5)
+
+
+def test_segmentation_accumulates_like_one_pass_and_ignores_empty_samples():
+    kind = get_task_kind("segmentation")
+    gen = torch.Generator().manual_seed(1)
+    out = torch.randn(4, 3, 5, 5, generator=gen)
+    target = torch.randint(0, 3, (4, 5, 5), generator=gen)
+    target[2] = -1  # a sample without any labelled pixel
+    acc = kind.new_accumulator(SEG)
+    acc.update(out[:2], target[:2])
+    acc.update(out[2:], target[2:])
+    assert acc.compute() == pytest.approx(kind.compute_metrics(SEG, out, target))
+    assert kind.valid(target).tolist() == [True, True, False, True]
+
+
+def test_confusion_metrics_of_an_empty_matrix_are_nan():
+    m = confusion_metrics(torch.zeros(3, 3))
+    assert math.isnan(m["miou"]) and math.isnan(m["pixel_acc"])
+
+
+def test_depth_metrics_by_hand_with_invalid_depth():
+    spec = TaskSpec("d", kind="depth")
+    kind = get_task_kind("depth")
+    target = kind.prepare_targets(spec, [[[2.0, 0.0], [4.0, math.nan]]])  # 0 and NaN invalid
+    assert target.shape == (1, 1, 2, 2) and int(torch.isnan(target).sum()) == 2
+    out = torch.tensor([[[[1.0, 5.0], [5.0, 3.0]]]])
+    m = kind.compute_metrics(spec, out, target)
+    # errors 1 and 1; relative 1/2 and 1/4; ratios 2 and 1.25
+    assert m["abs_err"] == pytest.approx(1.0)
+    assert m["rel_err"] == pytest.approx(0.375)
+    assert m["delta1"] == pytest.approx(0.0)
+    assert m["delta2"] == pytest.approx(0.5)
+    assert m["delta3"] == pytest.approx(0.5)
+    assert float(kind.loss(spec, out, target)) == pytest.approx(1.0)
+
+
+def test_depth_loss_upsamples_coarse_outputs_and_has_gradient_without_labels():
+    spec = TaskSpec("d", kind="depth")
+    kind = get_task_kind("depth")
+    out = torch.full((1, 1, 2, 2), 3.0, requires_grad=True)
+    target = torch.full((1, 1, 4, 4), 1.0)
+    assert float(kind.loss(spec, out, target).detach()) == pytest.approx(2.0)
+    empty = torch.full((1, 1, 4, 4), math.nan)
+    loss = kind.loss(spec, out, empty)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and out.grad is not None
+
+
+def test_normals_metrics_by_hand():
+    spec = TaskSpec("n", kind="normals")
+    kind = get_task_kind("normals")
+    # Four pixels: three valid (angles 0, 45, 90 degrees), one all-zero (invalid).
+    gt = torch.tensor([[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.float32)
+    pred = torch.tensor([[0, 0, 2], [1, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=torch.float32)
+    target = kind.prepare_targets(spec, gt.T.reshape(1, 3, 1, 4))
+    out = pred.T.reshape(1, 3, 1, 4)
+    m = kind.compute_metrics(spec, out, target)
+    assert m["mean_angle"] == pytest.approx(45.0, abs=1e-4)
+    assert m["median_angle"] == pytest.approx(45.0, abs=0.01)
+    assert m["within_11.25"] == pytest.approx(1 / 3)
+    assert m["within_22.5"] == pytest.approx(1 / 3)
+    assert m["within_30"] == pytest.approx(1 / 3)
+    loss = float(kind.loss(spec, out, target))
+    assert loss == pytest.approx((0 + (1 - math.sqrt(0.5)) + 1) / 3, rel=1e-5)
+
+
+def test_normals_median_matches_numpy_on_random_vectors():
+    spec = TaskSpec("n", kind="normals")
+    kind = get_task_kind("normals")
+    gen = torch.Generator().manual_seed(3)
+    gt = torch.randn(3, 3, 5, 7, generator=gen)
+    out = gt + 0.7 * torch.randn(3, 3, 5, 7, generator=gen)
+    target = kind.prepare_targets(spec, gt)
+    acc = kind.new_accumulator(spec)
+    acc.update(out[:1], target[:1])
+    acc.update(out[1:], target[1:])
+    cos = F.cosine_similarity(out, gt, dim=1).clamp(-1, 1).double()
+    angles = np.degrees(np.arccos(cos.numpy().ravel()))
+    m = acc.compute()
+    assert m["median_angle"] == pytest.approx(float(np.median(angles)), abs=0.01)
+    assert m["mean_angle"] == pytest.approx(float(angles.mean()), abs=1e-3)
+    assert m["within_22.5"] == pytest.approx(float((angles < 22.5).mean()))
+
+
+def test_edges_metrics_and_loss_by_hand():
+    spec = TaskSpec("e", kind="edges")
+    kind = get_task_kind("edges")
+    target = kind.prepare_targets(spec, [[[1.0, 0.0, math.nan]]])
+    out = torch.tensor([[[[0.5, 0.5, 3.0]]]])
+    m = kind.compute_metrics(spec, out, target)
+    assert m == pytest.approx({"mae": 0.5, "rmse": 0.5})
+    assert float(kind.loss(spec, out, target)) == pytest.approx(0.5)
+
+
+def test_per_sample_loss_marks_unlabelled_samples():
+    spec = TaskSpec("d", kind="depth")
+    target = torch.tensor([[[[2.0]]], [[[0.0]]]])
+    target = get_task_kind("depth").prepare_targets(spec, target)
+    losses = per_sample_loss(spec, torch.ones(2, 1, 1, 1), target)
+    assert losses[0] == pytest.approx(1.0) and math.isnan(float(losses[1]))
+
+
+@pytest.mark.parametrize(
+    ("spec_kwargs", "labels", "message"),
+    [
+        ({"kind": "segmentation", "num_classes": 3}, [[[0, 7]]], "must lie in"),
+        ({"kind": "segmentation", "num_classes": 3}, [0, 1], "shape (N, H, W)"),
+        ({"kind": "normals"}, torch.zeros(1, 2, 2, 2), "(N, 3, H, W)"),
+        ({"kind": "depth"}, [[[math.inf]]], "infinity"),
+    ],
+)
+def test_bad_labels_name_the_problem(spec_kwargs, labels, message):
+    spec = TaskSpec("t", **spec_kwargs)
+    with pytest.raises(TaskError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        get_task_kind(spec.kind).prepare_targets(spec, labels)
+
+
+def test_bad_specs_name_the_problem():
+    with pytest.raises(TaskError, match="num_classes"):
+        TaskSpec("s", kind="segmentation")
+    with pytest.raises(TaskError, match="head"):
+        TaskSpec("d", kind="depth", options={"head": "fcn"})
+    with pytest.raises(TaskError, match="size"):
+        TaskSpec("d", kind="depth", options={"size": [0, 4]})

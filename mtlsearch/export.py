@@ -358,20 +358,38 @@ def load(
     folder = Path(folder)
     record = read_architecture(folder)
     graph = _graph_from_record(record, folder)
-    space = _space_for(graph, folder, space)
-    specs = _task_specs(graph, folder)
     state = _read_weights(record, folder)
+    # A tampered architecture.json can ask for enormous blocks: build the space and a skeleton
+    # of the model on the meta device first (no memory), and allocate real weights only once
+    # the skeleton matches the weights file, whose size the user already has on disk.
+    try:
+        with torch.device("meta"):
+            space = _space_for(graph, folder, space)
+            specs = _task_specs(graph, folder)
+            skeleton = _materialize(graph, space, specs, folder)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        if isinstance(exc, MTLSearchError):
+            raise
+        raise ExportError(
+            f"{folder / ARCHITECTURE_FILE}: its search space or tasks cannot be built "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); the file is corrupt or "
+            "was edited: export the model again"
+        ) from None
+    _check_state(skeleton, state, folder / WEIGHTS_FILE)
+    model = _materialize(graph, space, specs, folder)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def _materialize(graph: SharingGraph, space: Any, specs: list[TaskSpec], folder: Path) -> MultiTaskModel:
     with torch.random.fork_rng(devices=[]):  # fresh weights are overwritten: leave RNG alone
         try:
-            model = materialize(graph, space, specs)
+            return materialize(graph, space, specs)
         except MTLSearchError as exc:
             raise ExportError(
                 f"{folder / ARCHITECTURE_FILE}: the graph does not fit search space "
                 f"{space.name!r}: {exc}; re-export the model"
             ) from None
-    _check_state(model, state, folder / WEIGHTS_FILE)
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
 
 
 def read_architecture(folder: str | Path) -> dict[str, Any]:

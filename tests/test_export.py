@@ -454,3 +454,11 @@ def test_module_docstring_example_runs(tmp_path):
         )
         folder = export_model(model, tmp_path / "run", picture=False)
     assert sorted(predict(load(folder), torch.zeros(3, 8))) == ["a", "b"]
+
+
+def test_enormous_blocks_in_a_tampered_architecture_are_refused_before_allocating(exported):
+    record = json.loads((exported / "architecture.json").read_text())
+    record["graph"]["space"]["kwargs"]["widths"] = [8, 10**9]  # 40 GB of weights if built
+    (exported / "architecture.json").write_text(json.dumps(record))
+    with pytest.raises(ExportError, match="do not match|cannot be built"):
+        load(exported)

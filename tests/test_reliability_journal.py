@@ -110,7 +110,7 @@ def counted(study) -> list:
 
 
 # ----------------------------------------------------------------------------- scenarios
-def scenario_many_workers_exact_budget(storage: str, study_name: str, folder: Path,
+def check_many_workers_exact_budget(storage: str, study_name: str, folder: Path,
                                        workers: int = 4, trials: int = 40) -> None:
     procs = [start_worker(storage, study_name, trials, folder) for _ in range(workers)]
     for p in procs:
@@ -124,7 +124,7 @@ def scenario_many_workers_exact_budget(storage: str, study_name: str, folder: Pa
     assert len(pids) >= 2, "the workers did not share the study"
 
 
-def scenario_sigkill_is_failed_and_retried(storage: str, study_name: str, folder: Path,
+def check_sigkill_is_failed_and_retried(storage: str, study_name: str, folder: Path,
                                            wait_stale: float = 0.0, **env: str) -> None:
     marker, trials = folder / "hang.json", 4
     victim = start_worker(storage, study_name, trials, folder, faulty=True,
@@ -147,7 +147,7 @@ def scenario_sigkill_is_failed_and_retried(storage: str, study_name: str, folder
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == trials
 
 
-def scenario_sigint_stops_cleanly_and_resumes(storage: str, study_name: str, folder: Path,
+def check_sigint_stops_cleanly_and_resumes(storage: str, study_name: str, folder: Path,
                                               **env: str) -> None:
     marker, trials = folder / "hang.json", 3
     worker = start_worker(storage, study_name, trials, folder, faulty=True,
@@ -173,15 +173,15 @@ def journal(tmp_path: Path) -> str:
 
 
 def test_four_workers_forty_trials_exactly(tmp_path):
-    scenario_many_workers_exact_budget(journal(tmp_path), "many", tmp_path)
+    check_many_workers_exact_budget(journal(tmp_path), "many", tmp_path)
 
 
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
-    scenario_sigkill_is_failed_and_retried(journal(tmp_path), "kill", tmp_path)
+    check_sigkill_is_failed_and_retried(journal(tmp_path), "kill", tmp_path)
 
 
 def test_sigint_stops_cleanly_and_restart_resumes(tmp_path):
-    scenario_sigint_stops_cleanly_and_resumes(journal(tmp_path), "sigint", tmp_path)
+    check_sigint_stops_cleanly_and_resumes(journal(tmp_path), "sigint", tmp_path)
 
 
 # ----------------------------------------------------------------------------- bad trials

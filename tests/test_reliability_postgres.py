@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 from test_reliability_journal import (
-    scenario_many_workers_exact_budget,
-    scenario_sigint_stops_cleanly_and_resumes,
-    scenario_sigkill_is_failed_and_retried,
+    check_many_workers_exact_budget,
+    check_sigint_stops_cleanly_and_resumes,
+    check_sigkill_is_failed_and_retried,
 )
 
 from mtlsearch.storage import budget_lock, open_storage
@@ -49,15 +49,15 @@ def test_storage_has_heartbeats_and_a_retry_callback(url, monkeypatch):
 
 
 def test_four_workers_forty_trials_exactly(url, tmp_path):
-    scenario_many_workers_exact_budget(url, _name("many"), tmp_path)
+    check_many_workers_exact_budget(url, _name("many"), tmp_path)
 
 
 def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(url, tmp_path, monkeypatch):
     for key, value in HEARTBEAT.items():
         monkeypatch.setenv(key, value)
-    scenario_sigkill_is_failed_and_retried(url, _name("kill"), tmp_path, wait_stale=4.0,
+    check_sigkill_is_failed_and_retried(url, _name("kill"), tmp_path, wait_stale=4.0,
                                            **HEARTBEAT)
 
 
 def test_sigint_stops_cleanly_and_restart_resumes(url, tmp_path):
-    scenario_sigint_stops_cleanly_and_resumes(url, _name("sigint"), tmp_path, **HEARTBEAT)
+    check_sigint_stops_cleanly_and_resumes(url, _name("sigint"), tmp_path, **HEARTBEAT)

@@ -30,6 +30,12 @@ FAST = settings(max_examples=60, deadline=None, derandomize=True,
 TRIED: dict[str, int] = {}  # malformed inputs per kind (printed for docs/reliability.md)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _report_malformed_inputs_tried():
+    yield
+    print("\nmalformed inputs tried:", dict(TRIED), "total", sum(TRIED.values()))
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
@@ -49,7 +55,7 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _must_fail_cleanly(call) -> None:
+def check_fails_cleanly(call) -> None:
     try:
         call()
     except MTLSearchError as exc:
@@ -110,13 +116,13 @@ def test_mutated_architecture_json_fails_cleanly(exported, tmp_path):
 
     @FAST
     @given(mutated_record(record))
-    def check(mutant):
+    def check_mutant(mutant):
         folder = _copy(exported, tmp_path / "m")
         (folder / ARCHITECTURE_FILE).write_text(_text(mutant))
         TRIED["architecture.json"] = TRIED.get("architecture.json", 0) + 1
-        _must_fail_cleanly(lambda: load(folder))
+        check_fails_cleanly(lambda: load(folder))
 
-    check()
+    check_mutant()
 
 
 @FAST
@@ -197,14 +203,14 @@ def _graph_dict() -> dict:
 def test_mutated_graph_json_fails_cleanly(data):
     mutant = data.draw(mutated_record(_graph_dict()))
     TRIED["graph.json"] = TRIED.get("graph.json", 0) + 1
-    _must_fail_cleanly(lambda: SharingGraph.from_json(_text(mutant)))
+    check_fails_cleanly(lambda: SharingGraph.from_json(_text(mutant)))
 
 
 @FAST
 @given(text=st.text(max_size=200))
 def test_random_text_as_graph_json_fails_cleanly(text):
     TRIED["graph.json"] = TRIED.get("graph.json", 0) + 1
-    _must_fail_cleanly(lambda: SharingGraph.from_json("{" + text))
+    check_fails_cleanly(lambda: SharingGraph.from_json("{" + text))
 
 
 def test_deeply_nested_json_is_refused_without_recursion():
@@ -222,7 +228,7 @@ def test_mutated_graphml_fails_cleanly_or_parses(exported, tmp_path, cut, garbag
     path = tmp_path / "g.graphml"
     path.write_bytes(source[: int(len(source) * cut)] + garbage)
     TRIED["graphml"] = TRIED.get("graphml", 0) + 1
-    _must_fail_cleanly(lambda: read_graphml(path))
+    check_fails_cleanly(lambda: read_graphml(path))
 
 
 def test_graphml_entity_expansion_is_refused(tmp_path):
@@ -283,5 +289,3 @@ def test_allow_list_and_block_list_are_honoured(monkeypatch):
     assert "random_tree" not in names and "hard_sharing" in names and failures == {}
 
 
-def test_report_malformed_inputs_tried():
-    print("malformed inputs tried:", dict(TRIED), "total", sum(TRIED.values()))

@@ -30,6 +30,7 @@ from matplotlib.path import Path as MplPath
 from .graph import INPUT, SharingGraph
 
 __all__ = [
+    "save_figure",
     "draw_architecture",
     "draw_masks",
     "draw_skip_grid",
@@ -48,8 +49,9 @@ ROW_GAP = 0.3  # vertical space between boxes of neighbouring rows, in task rows
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _save(fig: Figure, path: str | Path | None) -> None:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` when ``path`` is given."""
+def save_figure(fig: Figure, path: str | Path | None) -> None:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` when ``path`` is given (the convention
+    of every picture mtlsearch and its plugins draw)."""
     if path is None:
         return
     path = Path(path)
@@ -556,7 +558,7 @@ def draw_architecture(
         or f"Sharing graph: {n} tasks, {graph.num_blocks} blocks, branches per block {branches}",
         fontsize=_font(0.4, 12),
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -598,7 +600,7 @@ def draw_masks(graph: SharingGraph, path: str | Path | None = None) -> Figure:
     fig = Figure(figsize=_masks_size(graph), layout="constrained")
     fig.suptitle("Task routing masks (tasks x channels)", fontsize=_font(0.4, 12))
     _mask_panels(fig, graph, _mask_row_inches(graph))
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -611,7 +613,7 @@ def draw_skip_grid(graph: SharingGraph, path: str | Path | None = None) -> Figur
     graph = _as_graph(graph)
     fig = Figure(figsize=_skips_size(graph), layout="constrained")
     _skip_panel(fig, graph, _row_inches(len(graph.tasks)))
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -704,7 +706,7 @@ def plot_pareto(
     ax.set_ylabel("Δ_MTL (%) vs single-task")
     ax.grid(alpha=0.3)
     ax.set_title(title or "Δ_MTL against model size")
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -794,5 +796,5 @@ def plot_task_metrics(
         ax.grid(axis="y", alpha=0.3)
         fig.legend(fontsize=8, frameon=False, ncol=min(n_bars, 4), loc="outside lower center")
     ax.set_title(title or f"{metric} per task")
-    _save(fig, path)
+    save_figure(fig, path)
     return fig

@@ -14,17 +14,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from mtlsearch.viz import save_figure as _save
+
 __all__ = ["draw_affinity"]
 
 
-def _save(fig: Figure, path: str | Path | None) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(stem.with_name(stem.name + ".png"), dpi=150, bbox_inches="tight")
-    fig.savefig(stem.with_name(stem.name + ".svg"), bbox_inches="tight")
 
 
 def draw_affinity(tensor: Any, path: str | Path | None = None, *, title: str | None = None) -> Figure:

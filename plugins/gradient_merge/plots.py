@@ -20,16 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from mtlsearch.viz import save_figure as _save
+
 __all__ = ["plot_group_formation", "plot_final_groups"]
 
 
-def _save(fig: Any, path: str | Path | None) -> None:
-    if path is None:
-        return
-    stem = Path(path).with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(stem.with_name(stem.name + ".png"), dpi=150, bbox_inches="tight")
-    fig.savefig(stem.with_name(stem.name + ".svg"), bbox_inches="tight")
 
 
 def plot_group_formation(

@@ -237,7 +237,8 @@ def plot_sigma_sweep(
     """
     from matplotlib.figure import Figure
 
-    from mtlsearch.viz import _palette, _save
+    from mtlsearch.viz import _palette
+    from mtlsearch.viz import save_figure as _save
 
     names = [m for m in (metrics or ("accuracy", "precision", "recall")) if m in result.metric_names()]
     if not names:

@@ -214,7 +214,7 @@ def load_torchvision_resnet(blocks: Sequence[Block], model: nn.Module) -> None:
     for every ``i``) of the same depth and width, without ``small_input``. The stem takes
     ``conv1``/``bn1``; block ``1 + k`` takes the ``k``-th BasicBlock of ``layer1..layer4``.
     The classifier ``fc`` is not copied (task heads replace it). Useful to start from
-    weights you have on disk, e.g. ``model.load_state_dict(torch.load(path))``.
+    weights you have on disk, e.g. ``model.load_state_dict(torch.load(path, weights_only=True))``.
 
     Raises:
         SpaceError: When the model's layers do not match the blocks (depth, width, stem).

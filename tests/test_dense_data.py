@@ -11,14 +11,6 @@ from mtlsearch.errors import DatasetError
 from mtlsearch.registry import load_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes():
     return load_dataset("dense_shapes", n_samples=40, size=16)

@@ -13,14 +13,6 @@ from mtlsearch.search_spaces.dilated_resnet import DilatedResidualBlock
 from mtlsearch.tasks import TaskSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "feature"),
     [

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from mtlsearch.context import SearchContext
 from mtlsearch.export import export_model, load, predict, predict_npz
@@ -15,14 +14,6 @@ from mtlsearch.registry import create_space, create_strategy, list_strategies, l
 from mtlsearch.scoring import evaluate
 from mtlsearch.tasks import get_task_kind
 from mtlsearch.train import TrainConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

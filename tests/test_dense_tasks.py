@@ -14,14 +14,6 @@ from mtlsearch.errors import TaskError
 from mtlsearch.tasks import TaskSpec, get_task_kind, list_task_kinds
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _one_hot_logits(pred: list[list[int]], k: int) -> torch.Tensor:
     return F.one_hot(torch.tensor(pred), k).permute(2, 0, 1)[None].float() * 5.0
 

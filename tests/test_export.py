@@ -35,12 +35,8 @@ CNN = {"input_shape": (1, 8, 8), "channels": (4, 4, 4), "pool_after": (0,)}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_seed():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is fastest
+def _seed():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _graph(kind: str, channels: tuple[int, ...] = (16, 16)) -> SharingGraph:

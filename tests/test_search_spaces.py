@@ -35,13 +35,8 @@ SPACES = sorted(set(list_spaces()) | set(SMALL))
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors: one thread is fastest, and immune to other processes loading the CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _space(name: str):

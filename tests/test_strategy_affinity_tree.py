@@ -46,14 +46,6 @@ from mtlsearch.tasks import TaskSpec, get_task_kind
 from mtlsearch.testing import tiny_context
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_tensor(seed: int, depths: int, n: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.random((depths, n, n))

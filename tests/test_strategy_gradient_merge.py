@@ -35,14 +35,6 @@ from mtlsearch.testing import tiny_context
 from mtlsearch.train import TrainConfig, _rewire, task_losses
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trial():
     return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
 

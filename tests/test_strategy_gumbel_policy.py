@@ -39,14 +39,6 @@ from mtlsearch.testing import tiny_context, tiny_dataset
 from mtlsearch.train import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _logits_for(alpha: np.ndarray) -> torch.Tensor:
     """Logits whose execute probability is exactly ``alpha``."""
     a = torch.tensor(alpha, dtype=torch.float64)

@@ -37,13 +37,6 @@ from mtlsearch.train import TrainConfig
 TASKS = [f"t{i}" for i in range(6)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def cnn_ctx():

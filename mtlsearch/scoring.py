@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .acceleration import uses_channels_last
 from .tasks import TaskSpec, get_task_kind
 
 __all__ = ["evaluate", "delta_mtl", "DeltaMTL", "metric_directions", "task_chunks"]
@@ -57,11 +58,13 @@ def evaluate(
     device: torch.device | str | None = None,
     tasks: Sequence[str] | None = None,
     max_memory: int = EVAL_MEMORY_BYTES,
+    amp: bool = False,
 ) -> Metrics:
     """Each task's metrics (and mean ``loss``) on ``dataset``, in eval mode.
 
     Tasks run together in one pass unless their stacked activations would exceed
-    ``max_memory`` bytes; then in chunks of tasks (see :func:`task_chunks`).
+    ``max_memory`` bytes; then in chunks of tasks (see :func:`task_chunks`). ``amp`` runs the
+    forward pass under bf16 autocast; image inputs follow the model's memory format.
 
     Returns:
         ``{task: {metric: value, ..., "loss": value}}``.
@@ -73,27 +76,36 @@ def evaluate(
     specs = {s.name: s for s in model.task_specs}
     names = list(tasks) if tasks is not None else model.tasks
     accs = {t: get_task_kind(specs[t].kind).new_accumulator(specs[t]) for t in names}
+    device = torch.device(device)
     loss_sum = {t: torch.zeros((), device=device) for t in names}
-    count = {t: 0 for t in names}
+    count = {t: torch.zeros((), device=device) for t in names}
     chunks = task_chunks(model, names, batch_size, max_memory)
+    channels_last = uses_channels_last(model)
     for x, y in dataset.batches(batch_size):
         x = x.to(device)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         outputs: dict[str, torch.Tensor] = {}
-        for chunk in chunks:
-            outputs.update(model(x, chunk if len(chunks) > 1 or tasks is not None else None))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            for chunk in chunks:
+                outputs.update(model(x, chunk if len(chunks) > 1 or tasks is not None else None))
         for t, out in outputs.items():
+            out = out.float()
             target = y[t].to(device)
             kind = get_task_kind(specs[t].kind)
-            n_valid = int(kind.valid(target).sum())
-            if n_valid:
-                loss_sum[t] += kind.loss(specs[t], out, target).float() * n_valid
-                count[t] += n_valid
+            # Counted on the device: no host synchronisation per task and batch. A batch
+            # without valid labels adds 0, whatever its (undefined) mean loss is.
+            n_valid = kind.valid(target).sum()
+            loss = kind.loss(specs[t], out, target).float()
+            loss_sum[t] += torch.where(n_valid > 0, loss * n_valid, torch.zeros_like(loss))
+            count[t] += n_valid
             accs[t].update(out, target)
     model.train(was_training)
     result: Metrics = {}
     for t in names:
         metrics = accs[t].compute()
-        metrics["loss"] = float(loss_sum[t]) / count[t] if count[t] else math.nan
+        n = float(count[t])
+        metrics["loss"] = float(loss_sum[t]) / n if n else math.nan
         result[t] = metrics
     return result
 

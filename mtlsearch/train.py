@@ -21,13 +21,14 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .acceleration import device_dataset, prepare_model, resolve, to_device_batch
 from .data import MultiTaskDataset
 from .errors import MTLSearchError
 from .graph import SharingGraph
@@ -79,7 +80,13 @@ class TrainConfig:
         device: ``cuda``, ``mps``, ``cpu`` or ``None`` to pick the first available.
         seed: Seeds weights, shuffling and task sampling.
         eval_batch_size: Batch size for evaluation.
-        amp: bf16 autocast on CUDA.
+        amp: bf16 autocast; ``None`` turns it on where the GPU supports bf16 (never on the
+            CPU).
+        channels_last: Channels-last memory format for image inputs; ``None`` = on CUDA.
+        compile: Run the forward pass through ``torch.compile`` (every materialized model
+            compiles, routed masks and skips included; worth it for long runs).
+        data_on_device: Keep the whole dataset on the GPU; ``None`` = when it takes at most a
+            quarter of the free GPU memory (else batches go through pinned memory).
     """
 
     epochs: int = 10
@@ -96,7 +103,10 @@ class TrainConfig:
     device: str | None = None
     seed: int = 0
     eval_batch_size: int = 512
-    amp: bool = False
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    data_on_device: bool | None = None
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -240,17 +250,6 @@ def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer) -> Any:
     return None
 
 
-def _to(
-    batch: tuple[Tensor, Mapping[str, Tensor]], device: torch.device, tasks: Sequence[str]
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Move the inputs and the targets of ``tasks`` (only those are read) to ``device``."""
-    x, y = batch
-    non_blocking = device.type == "cuda"
-    return x.to(device, non_blocking=non_blocking), {
-        t: y[t].to(device, non_blocking=non_blocking) for t in tasks
-    }
-
-
 class Trainer:
     """Trains a :class:`MultiTaskModel` under a :class:`TrainConfig`.
 
@@ -286,6 +285,11 @@ class Trainer:
         cfg = self.config
         device = select_device(cfg.device)
         model.to(device)
+        accel = resolve(cfg, device, input_ndim=train.inputs.dim(), datasets=(train, val))
+        if accel.data_on_device:
+            train = device_dataset(train, device)
+            val = device_dataset(val, device) if val is not None else None
+        forward = prepare_model(model, accel)
         gen = torch.Generator().manual_seed(cfg.seed)
         task_gen = torch.Generator().manual_seed(cfg.seed + 1)
         weights = {s.name: s.weight for s in model.task_specs}
@@ -310,9 +314,9 @@ class Trainer:
                     active = [tasks[int(torch.randint(len(tasks), (1,), generator=task_gen))]]
                 else:
                     active = tasks
-                x, y = _to(batch, device, active)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                    outputs = model(x, active if cfg.task_sampling == "one" else None)
+                x, y = to_device_batch(batch, device, active, channels_last=accel.channels_last)
+                with accel.autocast(device):
+                    outputs = forward(x, active if cfg.task_sampling == "one" else None)
                 losses = task_losses(model, outputs, y)
                 loss = sum(weights[t] * v for t, v in losses.items())
                 all_groups = opt.param_groups
@@ -342,7 +346,9 @@ class Trainer:
             logs: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
             val_metrics: dict[str, dict[str, float]] = {}
             if val is not None:
-                val_metrics = evaluate(model, val, batch_size=cfg.eval_batch_size, device=device)
+                val_metrics = evaluate(
+                    model, val, batch_size=cfg.eval_batch_size, device=device, amp=accel.amp
+                )
                 logs["val_loss"] = sum(weights[t] * m["loss"] for t, m in val_metrics.items())
             history.append(logs)
             log.debug("epoch %d: %s", epoch, logs)
@@ -357,6 +363,7 @@ class Trainer:
                 new_graph = cb(state)
                 if new_graph is not None:
                     model, opt = _rewire(model, opt, new_graph, cfg)
+                    forward = prepare_model(model, accel)
                     sched = _scheduler(cfg, opt)
                     graphs.append(new_graph)
                     best, bad_epochs = (math.inf, -1, None), 0  # old weights no longer fit

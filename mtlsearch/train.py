@@ -82,7 +82,8 @@ class TrainConfig:
         eval_batch_size: Batch size for evaluation.
         amp: bf16 autocast; ``None`` turns it on where the GPU supports bf16 (never on the
             CPU).
-        channels_last: Channels-last memory format for image inputs; ``None`` = on CUDA.
+        channels_last: Channels-last memory format for image inputs; ``None`` = on CUDA and
+            the CPU (faster convolutions and pooling on both).
         compile: Run the forward pass through ``torch.compile`` (every materialized model
             compiles, routed masks and skips included; worth it for long runs).
         data_on_device: Keep the whole dataset on the GPU; ``None`` = when it takes at most a
@@ -258,6 +259,9 @@ class Trainer:
         on_epoch_end: Callbacks receiving an :class:`EpochState`; one may return a new
             :class:`SharingGraph` (dynamic strategies), or raise ``optuna.TrialPruned``.
         on_backward: Callbacks receiving a :class:`StepState` after each backward pass.
+        distributed: Trains under DistributedDataParallel (set by
+            :mod:`mtlsearch.distributed` on every rank of a ``torchrun`` search): wraps the
+            model, gives each rank its shard of every batch and keeps the ranks in step.
     """
 
     def __init__(
@@ -266,10 +270,12 @@ class Trainer:
         *,
         on_epoch_end: Sequence[Callable[[EpochState], SharingGraph | None]] = (),
         on_backward: Sequence[Callable[[StepState], None]] = (),
+        distributed: Any | None = None,
     ):
         self.config = config
         self.on_epoch_end = list(on_epoch_end)
         self.on_backward = list(on_backward)
+        self.distributed = distributed
         self.split_heads = True
 
     def fit(
@@ -289,7 +295,8 @@ class Trainer:
         if accel.data_on_device:
             train = device_dataset(train, device)
             val = device_dataset(val, device) if val is not None else None
-        forward = prepare_model(model, accel)
+        ddp = self.distributed  # None: one process; else this rank's DDP hooks
+        forward = prepare_model(model, accel) if ddp is None else ddp.wrap(model, accel)
         gen = torch.Generator().manual_seed(cfg.seed)
         task_gen = torch.Generator().manual_seed(cfg.seed + 1)
         weights = {s.name: s.weight for s in model.task_specs}
@@ -314,11 +321,15 @@ class Trainer:
                     active = [tasks[int(torch.randint(len(tasks), (1,), generator=task_gen))]]
                 else:
                     active = tasks
+                if ddp is not None:
+                    batch = ddp.shard(batch, active)
                 x, y = to_device_batch(batch, device, active, channels_last=accel.channels_last)
                 with accel.autocast(device):
                     outputs = forward(x, active if cfg.task_sampling == "one" else None)
                 losses = task_losses(model, outputs, y)
                 loss = sum(weights[t] * v for t, v in losses.items())
+                if ddp is not None:
+                    loss, losses = ddp.scale_loss(loss, losses)
                 all_groups = opt.param_groups
                 if split_heads:
                     opt.param_groups = [all_groups[0], all_groups[head_group[active[0]]]]
@@ -327,6 +338,8 @@ class Trainer:
                     loss.backward()
                     for cb in self.on_backward:
                         cb(StepState(epoch, steps, model, losses, active))
+                    if ddp is not None:
+                        ddp.after_backward(model)
                     opt.step()
                 finally:
                     opt.param_groups = all_groups
@@ -337,6 +350,8 @@ class Trainer:
                     break
             if sched is not None:
                 sched.step()
+            if ddp is not None:
+                total = ddp.end_epoch(model, total)
             train_loss = float(total) / max(batches, 1)  # one host sync per epoch
             if not math.isfinite(train_loss):
                 raise TrainingError(
@@ -363,7 +378,7 @@ class Trainer:
                 new_graph = cb(state)
                 if new_graph is not None:
                     model, opt = _rewire(model, opt, new_graph, cfg)
-                    forward = prepare_model(model, accel)
+                    forward = prepare_model(model, accel) if ddp is None else ddp.wrap(model, accel)
                     sched = _scheduler(cfg, opt)
                     graphs.append(new_graph)
                     best, bad_epochs = (math.inf, -1, None), 0  # old weights no longer fit
@@ -371,6 +386,8 @@ class Trainer:
             if cfg.patience is not None and bad_epochs > cfg.patience:
                 stopped_early = True
                 done = True
+            if ddp is not None:  # rank 0 decides for every rank
+                done = ddp.agree(done or epoch == cfg.epochs - 1)
             if done:
                 break
         if cfg.patience is not None and best[2] is not None:

@@ -25,6 +25,9 @@ b. **Shared-prefix execution.** A branched tree over 6 tasks: one forward over a
    heads (target: within 10%), and (ii) running each task's route alone,
    ``model(x, tasks=[t])`` for every task (the speedup should roughly equal the ratio of
    multiply-accumulates, ``sum over tasks of route MACs / summarize(...).macs``).
+c. **Memory format.** The same materialized model and weights, contiguous (NCHW) against
+   channels-last (NHWC, what the trainer uses for image inputs by default): train step with
+   the engine's losses, and inference. The figure is the speed-up of channels-last.
 """
 
 from __future__ import annotations
@@ -352,6 +355,73 @@ def _row(
 
 
 # ---------------------------------------------------------------------------------------------
+# c. Memory format: what the trainer's automatic channels-last buys
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryFormatRow:
+    """Contiguous (NCHW) against channels-last (NHWC) for the same materialized model."""
+
+    model: str
+    measure: str
+    contiguous_ms: float
+    channels_last_ms: float
+    speedup: float
+
+
+def bench_memory_format(
+    name: str,
+    space: SearchSpace,
+    batch: int,
+    *,
+    device: torch.device,
+    reps: int,
+    inner: int,
+    warmup: int,
+) -> list[MemoryFormatRow]:
+    """Train step and inference of one hard-sharing model in both layouts (same weights)."""
+    specs = [TaskSpec(t) for t in TASKS]
+    graph = SharingGraph.hard_sharing(TASKS, space.num_blocks)
+    torch.manual_seed(0)
+    plain = materialize(graph, space, specs).to(device)
+    last = materialize(graph, space, specs).to(device)
+    last.load_state_dict(plain.state_dict())
+    last.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, *space.input_shape, generator=gen).to(device)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    targets = {t: torch.randint(0, 2, (batch,), generator=gen).float().to(device) for t in TASKS}
+    opts = {id(m): torch.optim.Adam(m.parameters(), lr=1e-3) for m in (plain, last)}
+
+    def step(model: MultiTaskModel, inputs: Tensor) -> Callable[[], None]:
+        opt = opts[id(model)]
+
+        def run() -> None:
+            loss = sum(task_losses(model, model(inputs), targets).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return run
+
+    plain.train()
+    last.train()
+    t = interleaved({"p": step(plain, x), "l": step(last, x_last)},
+                    device=device, reps=reps, inner=inner, warmup=warmup)
+    rows = [MemoryFormatRow(name, "train step", statistics.median(t["p"]) * 1e3,
+                            statistics.median(t["l"]) * 1e3, ratio_of(t["p"], t["l"]))]
+    plain.eval()
+    last.eval()
+    with torch.no_grad():
+        t = interleaved({"p": lambda: plain(x), "l": lambda: last(x_last)},
+                        device=device, reps=reps, inner=inner * 2, warmup=warmup)
+    rows.append(MemoryFormatRow(name, "inference", statistics.median(t["p"]) * 1e3,
+                                statistics.median(t["l"]) * 1e3, ratio_of(t["p"], t["l"])))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # b. Shared-prefix execution
 # ---------------------------------------------------------------------------------------------
 
@@ -565,6 +635,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(speedup / MAC ratio {p.speedup_vs_macs:.2f}); from node times "
               f"{p.node_time_ratio:.2f}x")
 
+    memory = bench_memory_format(cnn_name, cnn, s["cnn_batch"], **timing)
+    memory += bench_memory_format(resnet_name, resnet, s["resnet_batch"], **timing)
+    print("\nc. Memory format: the same model contiguous (NCHW) vs channels-last (NHWC)")
+    for m in memory:
+        print(f"  {m.model:<22} {m.measure:<12} contiguous {m.contiguous_ms:9.3f} ms   "
+              f"channels-last {m.channels_last_ms:9.3f} ms   speed-up {m.speedup:.2f}x")
+
     if args.json:
         data = {
             "command": " ".join(["python", "benchmarks/bench_engine.py", *sys.argv[1:]]),
@@ -573,6 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch": torch.__version__,
             "settings": s,
             "overhead": [asdict(r) | {"ok": r.ok} for r in rows],
+            "memory_format": [asdict(m) for m in memory],
             "shared_prefix": [
                 asdict(p) | {"ok": p.ok_nodes, "speedup_vs_macs": p.speedup_vs_macs}
                 for p in prefix

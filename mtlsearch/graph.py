@@ -245,6 +245,34 @@ class SharingGraph:
                 return nodes
             nodes.append(current)
 
+    def routes(self) -> dict[str, list[str]]:
+        """Every task's route (as :meth:`route`), in one pass over the edges.
+
+        ``route`` scans a node's out-edges at each step, so calling it for every task costs
+        O(tasks x edges) on a graph that branches per task; this indexes the edges by (node,
+        task) once. Gradient merging asks for all routes on every training step.
+        """
+        successors: dict[tuple[str, str], list[str]] = {}
+        for u, v, d in self.nx.edges(data=True):
+            for task in d["tasks"]:
+                successors.setdefault((u, task), []).append(v)
+        out = {}
+        for task in self.tasks:
+            nodes, current, seen = [], INPUT, {INPUT}
+            while True:
+                nxt = successors.get((current, task), [])
+                if len(nxt) != 1 or nxt[0] in seen:
+                    return {t: self.route(t) for t in self.tasks}  # route() names the error
+                current = nxt[0]
+                seen.add(current)
+                if self.nx.nodes[current].get("kind") == "head":
+                    if current != head_id(task):
+                        self.route(task)
+                    break
+                nodes.append(current)
+            out[task] = nodes
+        return out
+
     def steps(self, task: str) -> list[RouteStep]:
         """``task``'s route as steps with their skip flag and mask."""
         out = []
@@ -321,8 +349,10 @@ class SharingGraph:
         for task in self.tasks:
             if head_id(task) not in self.nx:
                 raise GraphError(f"task {task!r} has no head node {head_id(task)!r}")
-            indices = [self.node_index(n) for n in self.route(task)]
-            for a, b, node in zip(indices, indices[1:], self.route(task)[1:]):
+        routes = self.routes()
+        for task in self.tasks:
+            indices = [self.node_index(n) for n in routes[task]]
+            for a, b, node in zip(indices, indices[1:], routes[task][1:]):
                 if b <= a:
                     raise GraphError(
                         f"route of task {task!r} visits block {b} (node {node!r}) after block {a}; "

@@ -197,3 +197,18 @@ def test_graphml_export_is_readable_by_networkx(tmp_path):
     assert back.edges["b0.0", "b1.1"]["tasks"] == "c,d"
     assert json.loads(back.nodes["b0.0"]["masks"])["b"] == "110"
     assert back.nodes["b2.2"]["skips"] == "c"
+
+
+def test_all_routes_in_one_pass_equal_each_route():
+    tasks = [f"t{i:02d}" for i in range(40)]
+    partitions = [[tasks], [tasks[:20], tasks[20:]], [tasks[:5], tasks[5:20], tasks[20:]],
+                  [[t] for t in tasks]]
+    g = SharingGraph.from_partitions(tasks, partitions)
+    assert g.routes() == {t: g.route(t) for t in tasks}
+
+
+def test_all_routes_report_a_broken_route_like_route_does():
+    g = SharingGraph.hard_sharing(["a", "b"], 2)
+    g.clear_route("b")
+    with pytest.raises(GraphError, match="task 'b' has no route out of the input"):
+        g.routes()

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,8 +44,8 @@ def branch_depth(graph: SharingGraph) -> int:
 def branches(graph: SharingGraph, depth: int) -> dict[str, list[str]]:
     """``{branch node at depth: its tasks in graph order}``."""
     out: dict[str, list[str]] = {}
-    for task in graph.tasks:
-        out.setdefault(graph.route(task)[depth], []).append(task)
+    for task, route in graph.routes().items():
+        out.setdefault(route[depth], []).append(task)
     return out
 
 
@@ -60,10 +60,15 @@ def branch_layer(block: nn.Module) -> nn.Parameter:
     )
 
 
-def branch_gradients(model: MultiTaskModel, depth: int) -> dict[str, Tensor | None]:
-    """The current ``.grad`` of each branch's first layer (``None`` if it got none)."""
+def branch_gradients(
+    model: MultiTaskModel, depth: int, nodes: Sequence[str] | None = None
+) -> dict[str, Tensor | None]:
+    """The current ``.grad`` of each branch's first layer (``None`` if it got none).
+
+    ``nodes``: the branch nodes at ``depth``, if the caller already knows them.
+    """
     out = {}
-    for node in branches(model.graph, depth):
+    for node in branches(model.graph, depth) if nodes is None else nodes:
         grad = branch_layer(model.blocks[module_key(node)]).grad
         out[node] = None if grad is None else grad.detach()
     return out
@@ -97,10 +102,14 @@ class GradientRecorder:
         self._sums: dict[str, Tensor] = {}
         self._pending = 0
         self.factorise_seconds = 0.0
+        self._graph: SharingGraph | None = None
+        self._nodes: list[str] = []
 
     def capture(self, model: MultiTaskModel) -> None:
         """Add the current gradients of every branch (call after ``backward``)."""
-        for node, grad in branch_gradients(model, self.depth).items():
+        if model.graph is not self._graph:  # merging replaces the graph object
+            self._graph, self._nodes = model.graph, list(branches(model.graph, self.depth))
+        for node, grad in branch_gradients(model, self.depth, self._nodes).items():
             if grad is None:  # task not active in this batch: it adds nothing
                 grad = torch.zeros_like(branch_layer(model.blocks[module_key(node)]))
             if node in self._sums:

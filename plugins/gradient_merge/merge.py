@@ -32,9 +32,14 @@ __all__ = ["MERGE_MODES", "merge_branches", "merge_weights", "branch_nodes"]
 MERGE_MODES = ("best", "mean", "max", "min")
 
 
-def branch_nodes(graph: SharingGraph, depth: int, branch: str) -> list[str]:
-    """The block nodes of ``branch`` from the branch depth to the last block."""
-    task = branches(graph, depth)[branch][0]
+def branch_nodes(
+    graph: SharingGraph, depth: int, branch: str, current: dict[str, list[str]] | None = None
+) -> list[str]:
+    """The block nodes of ``branch`` from the branch depth to the last block.
+
+    ``current``: :func:`branches` of ``graph`` at ``depth``, when the caller has it already.
+    """
+    task = (current if current is not None else branches(graph, depth))[branch][0]
     return graph.route(task)[depth:]
 
 
@@ -89,8 +94,9 @@ def merge_weights(
     if mode == "best":
         return
     graph = model.graph
-    kept_nodes = branch_nodes(graph, depth, keep)
-    others = [branch_nodes(graph, depth, b) for b in group]
+    current = branches(graph, depth)
+    kept_nodes = branch_nodes(graph, depth, keep, current)
+    others = [branch_nodes(graph, depth, b, current) for b in group]
     for position, node in enumerate(kept_nodes):
         target = model.blocks[module_key(node)].state_dict(keep_vars=True)
         sources = [model.blocks[module_key(nodes[position])].state_dict() for nodes in others]

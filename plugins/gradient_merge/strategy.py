@@ -290,8 +290,9 @@ def _stop_reason(
 def _sync_branches(model: MultiTaskModel, depth: int) -> None:
     """Copy the first task's branch into every other branch (weights and buffers)."""
     graph = model.graph
-    current = list(branches(graph, depth))
-    source = branch_nodes(graph, depth, current[0])
-    for branch in current[1:]:
-        for src, dst in zip(source, branch_nodes(graph, depth, branch)):
+    current = branches(graph, depth)
+    names = list(current)
+    source = branch_nodes(graph, depth, names[0], current)
+    for branch in names[1:]:
+        for src, dst in zip(source, branch_nodes(graph, depth, branch, current)):
             model.blocks[module_key(dst)].load_state_dict(model.blocks[module_key(src)].state_dict())

@@ -13,6 +13,12 @@ Pictures go to ``docs/images/gradient_merge_*.png``. Run from the repository roo
 
     python benchmarks/bench_gradient_merge.py            # the full run (about 10 minutes)
     python benchmarks/bench_gradient_merge.py --quick    # a smoke run
+    python benchmarks/bench_gradient_merge.py --part cost --json cost.json   # part 5 alone
+
+``--part cost`` (used by ``benchmarks/run_all.py``) measures only gradient merging's cost at
+10 to 312 tasks: one training epoch with the strategy's capture, factorisation and clustering
+against the same epoch without them, taken in turns (median of ``--repeats`` per-repetition
+ratios), with the factorisation and clustering seconds of each epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -156,12 +163,94 @@ def clustering_cost(task_counts: list[int]) -> None:
               f"{entry['cluster_seconds']:.4f} |")
 
 
+def scaling_cost(task_counts: list[int], repeats: int, n_samples: int) -> dict:
+    """Gradient merging's cost at each task count, side by side with plain training.
+
+    For every count: ``synthetic`` data, mlp (32, 32, 16, 16), batch 128, one epoch of the
+    branched graph gradient_merge proposes (shared first half, one branch per task), trained
+    ``repeats`` times with the strategy's hooks (capture every batch, factorisation, clustering
+    and merging at the epoch's end) and ``repeats`` times without, in turns (the order swapped
+    every repetition). Ratio = median over repetitions of (with / without).
+    """
+    print(f"\n## gradient merging's cost against the number of tasks (synthetic, {n_samples} "
+          f"samples, mlp (32,32,16,16), batch 128, one epoch, window 1, rank 4), median of "
+          f"{repeats} interleaved repetitions")
+    print("| tasks | plain epoch s | epoch with merging s | ratio | factorise s | cluster s | "
+          "(factorise + cluster) / plain epoch |\n|---|---|---|---|---|---|---|")
+    rows = []
+    for n in task_counts:
+        data = load_dataset("synthetic", n_tasks=n, n_groups=max(2, n // 4), n_samples=n_samples,
+                            seed=0)
+        space = create_space("mlp", input_shape=data.input_shape, widths=(32, 32, 16, 16))
+        ctx = SearchContext(data=data, space=space, budget=TrainConfig(epochs=1, batch_size=128))
+        trial = optuna.create_study().ask()
+        graph = GradientMerge(directive="similarity", start_epoch=0, **GM).propose(trial, ctx).graph
+        ctx.train(graph)  # warm-up: allocator, plans, first-call costs
+        if n == task_counts[0]:  # and once with merging: imports and compiled code of hdbscan
+            warm = GradientMerge(directive="similarity", start_epoch=0, **GM)
+            ctx.train(warm.propose(trial, ctx).graph, on_epoch_end=[warm.on_epoch_end],
+                      on_backward=[warm.on_backward])
+        plain, merged, factorise, cluster = [], [], [], []
+        for r in range(repeats):
+            for variant in (("plain", "merge") if r % 2 == 0 else ("merge", "plain")):
+                if variant == "plain":
+                    plain.append(ctx.train(graph).seconds)
+                    continue
+                strategy = GradientMerge(directive="similarity", start_epoch=0, **GM)
+                g = strategy.propose(trial, ctx).graph
+                merged.append(ctx.train(g, on_epoch_end=[strategy.on_epoch_end],
+                                        on_backward=[strategy.on_backward]).seconds)
+                entry = strategy._run.record["epochs"][0]
+                factorise.append(entry["factorise_seconds"])
+                cluster.append(entry["cluster_seconds"])
+        row = {
+            "tasks": n,
+            "plain_s": statistics.median(plain),
+            "merge_s": statistics.median(merged),
+            "ratio": statistics.median(m / p for m, p in zip(merged, plain)),
+            "factorise_s": statistics.median(factorise),
+            "cluster_s": statistics.median(cluster),
+            "clustering_share": statistics.median(
+                (f + c) / p for f, c, p in zip(factorise, cluster, plain)),
+            "samples": {"plain": plain, "merge": merged, "factorise": factorise,
+                        "cluster": cluster},
+        }
+        rows.append(row)
+        print(f"| {n} | {row['plain_s']:.2f} | {row['merge_s']:.2f} | {row['ratio']:.2f} | "
+              f"{row['factorise_s']:.3f} | {row['cluster_s']:.4f} | "
+              f"{row['clustering_share']:.3f} |", flush=True)
+    settings = {"dataset": "synthetic", "n_samples": n_samples, "space": "mlp",
+                "widths": [32, 32, 16, 16], "batch_size": 128, "epochs": 1, "window": 1,
+                "repeats": repeats, "threads": 1, **GM}
+    return {"settings": settings, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, fewer epochs")
+    parser.add_argument("--part", choices=["all", "cost"], default="all",
+                        help="cost: only gradient merging's cost against the number of tasks")
+    parser.add_argument("--tasks", type=int, nargs="+", default=None,
+                        help="task counts of --part cost (default 10 39 78 156 312)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repetitions of --part cost (default 3; 1 with --quick)")
+    parser.add_argument("--n-samples", type=int, default=1000,
+                        help="synthetic samples of --part cost")
+    parser.add_argument("--json", help="--part cost: write the figures as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.part == "cost":
+        start = time.perf_counter()
+        counts = args.tasks or [10, 39, 78, 156, 312]
+        repeats = args.repeats or (1 if args.quick else 3)
+        data = scaling_cost(counts, repeats, args.n_samples)
+        data["command"] = " ".join(["python", "benchmarks/bench_gradient_merge.py", *sys.argv[1:]])
+        data["seconds"] = time.perf_counter() - start
+        if args.json:
+            Path(args.json).write_text(json.dumps(data, indent=1))
+            print(f"wrote {args.json}")
+        return
     seeds = [0] if args.quick else [0, 1, 2]
     scale = 3 if args.quick else 1
     start = time.perf_counter()

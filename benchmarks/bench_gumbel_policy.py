@@ -11,6 +11,7 @@ doubled), and the retrained models' inference time against hard sharing.
 Run (one dataset per process; two processes fit two cores):
     python benchmarks/bench_gumbel_policy.py --dataset multi_digits --seeds 0 1 2
     python benchmarks/bench_gumbel_policy.py --dataset synthetic --seeds 0 1 2 --ablations
+    python benchmarks/bench_gumbel_policy.py --quick --json gumbel.json   # smoke run, JSON out
 """
 
 from __future__ import annotations
@@ -89,8 +90,15 @@ def main() -> None:
     parser.add_argument("--policy-lr", type=float, default=0.05)
     parser.add_argument("--ablations", action="store_true")
     parser.add_argument("--n-train", type=int, default=None, help="multi_digits: training samples")
-    parser.add_argument("--out", default=None, help="write all results as JSON here")
+    parser.add_argument("--out", "--json", dest="out", default=None,
+                        help="write all results as JSON here")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: seed 0, 2 epochs, 2+1 candidates, 600 training samples, "
+                             "no pictures")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.epochs, args.samples = args.seeds[:1], 2, 2
+        args.n_train = args.n_train or 600
     torch.set_num_threads(1)
     fixed = dict(lambda_sparsity=0.01, lambda_sharing=0.05, tau0=5.0, warmup_fraction=0.2, curriculum=0.5)
     common = dict(num_samples=args.samples, policy_lr=args.policy_lr, search_epochs=2 * args.epochs)
@@ -146,7 +154,7 @@ def main() -> None:
             costs["inference_ratio"].append(infer_seconds(result.model, x) / infer_seconds(hard_model, x))
             rows.setdefault("adashare_chosen", {}).setdefault("skips", []).append(
                 [info["candidates"][info["chosen"]]["skips_per_task"]])
-            if seed == args.seeds[0]:
+            if seed == args.seeds[0] and not args.quick:  # a smoke run leaves the docs' pictures
                 probs = np.array(info["probabilities"])
                 chosen = np.array([[c == "1" for c in row] for row in info["candidates"][info["chosen"]]["decisions"]])
                 stem = IMAGES / f"gumbel_policy_{args.dataset}"

@@ -11,6 +11,9 @@ saves docs/images/task_routing_sweep.png. ``scale`` prints, side by side for eac
 the training step time with one active task per batch (and with all tasks, for contrast), the
 evaluation time of all tasks in one batched pass against a loop of one forward per task, and
 the peak memory of that pass (measured in a fresh process per task count, VmHWM - VmRSS).
+``scale --json PATH`` also writes the figures (the medians and every round's samples) for
+``benchmarks/run_all.py``; ``scale --quick`` runs 3 rounds. The one-task step ratio is the median over steps of each step
+at T tasks over the step at the first task count taken in the same sweep.
 """
 
 from __future__ import annotations
@@ -172,13 +175,20 @@ def run_scale(args: argparse.Namespace) -> None:
     gc.freeze()
     # Round-robin over task counts and ways, so a change of machine load hits all alike.
     samples: dict[int, dict[str, list[float]]] = {n: {k: [] for k in timers[n]} for n in timers}
-    for _ in range(args.rounds):
+    rounds, steps = (3, 40) if args.quick else (args.rounds, 40)
+    first = args.tasks[0]
+    # Side by side: each one-task step at T tasks over the step at the first count taken in
+    # the same sweep (milliseconds apart), and each round's loop / all-task pass.
+    paired: dict[int, list[float]] = {n: [] for n in timers}
+    for _ in range(rounds):
         # One-task steps alternate between task counts step by step: the ratio we report
         # compares steps taken within milliseconds of each other.
         one_step = {n: [] for n in timers}
-        for _ in range(40):
+        for _ in range(steps):
             for n, ways in timers.items():
                 one_step[n].append(ways["one"]())
+        for n in timers:
+            paired[n] += [a / b for a, b in zip(one_step[n], one_step[first])]
         for n, ways in timers.items():
             samples[n]["one"].append(statistics.median(one_step[n]) * 1e3)
             for name, timer in ways.items():
@@ -191,19 +201,36 @@ def run_scale(args: argparse.Namespace) -> None:
         )
         mems[n] = json.loads(child.stdout.strip().splitlines()[-1])
     med = {n: {k: statistics.median(v) for k, v in samples[n].items()} for n in samples}
-    base = med[args.tasks[0]]["one"]
     print(f"synthetic (3000 samples, 32 features), mlp widths {list(WIDTHS)}, sigma 0.4 paper masks, "
-          f"batch 64 (train) / 512 (eval), 1 CPU thread; medians of {args.rounds} interleaved rounds; "
+          f"batch 64 (train) / 512 (eval), 1 CPU thread; medians of {rounds} interleaved rounds; "
           f"chunked = BatchedRouting in task chunks of at most {CHUNK_BYTES >> 20} MiB")
-    print(f"| tasks | train step ms, one active task | ratio to T={args.tasks[0]} | train step ms, all tasks | "
+    print(f"| tasks | train step ms, one active task | ratio to T={first} (paired steps) | train step ms, all tasks | "
           "eval ms, BatchedRouting | eval ms, chunked | eval ms, core plan | eval ms, per-task loop | "
           "loop / chunked | peak MiB, core plan pass | estimate MiB | params |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.tasks:
         m, mem = med[n], mems[n]
-        print(f"| {n} | {m['one']:.2f} | {m['one'] / base:.2f} | {m['all']:.1f} | {m['batched']:.1f} | "
+        print(f"| {n} | {m['one']:.2f} | {statistics.median(paired[n]):.2f} | {m['all']:.1f} | {m['batched']:.1f} | "
               f"{m['chunked']:.1f} | {m['plan']:.1f} | {m['loop']:.1f} | {m['loop'] / m['chunked']:.2f}x | "
               f"{mem['peak'] / 2**20:.1f} | {mem['estimate'] / 2**20:.1f} | {mem['params']} |")
+    if args.json:
+        rows = [{"tasks": n, "one_ms": med[n]["one"], "one_ratio": statistics.median(paired[n]),
+                 "loop_vs_plan": statistics.median(
+                     lo / pl for lo, pl in zip(samples[n]["loop"], samples[n]["plan"])),
+                 "all_ms": med[n]["all"], "batched_ms": med[n]["batched"],
+                 "chunked_ms": med[n]["chunked"], "plan_ms": med[n]["plan"],
+                 "loop_ms": med[n]["loop"], "peak_mib": mems[n]["peak"] / 2**20,
+                 "estimate_mib": mems[n]["estimate"] / 2**20, "params": mems[n]["params"]}
+                for n in args.tasks]
+        settings = {"dataset": "synthetic", "n_samples": 3000, "space": "mlp",
+                    "widths": list(WIDTHS), "sigma": 0.4, "train_batch": 64, "eval_rows": 512,
+                    "rounds": rounds, "one_task_steps_per_round": steps,
+                    "chunk_mib": CHUNK_BYTES >> 20, "threads": 1}
+        command = ["python", "benchmarks/bench_task_routing.py", *sys.argv[1:]]
+        Path(args.json).write_text(json.dumps(
+            {"command": " ".join(command), "settings": settings, "rows": rows,
+             "samples": {str(n): samples[n] for n in samples}}, indent=1))
+        print(f"wrote {args.json}")
 
 
 def run_images(args: argparse.Namespace) -> None:
@@ -231,6 +258,8 @@ def main() -> None:
     c = sub.add_parser("scale")
     c.add_argument("--tasks", type=int, nargs="+", default=[10, 50, 100, 200, 312])
     c.add_argument("--rounds", type=int, default=5)
+    c.add_argument("--quick", action="store_true", help="3 rounds instead of --rounds")
+    c.add_argument("--json", help="also write the figures as JSON")
     sub.add_parser("images")
     m = sub.add_parser("memory-child")
     m.add_argument("n", type=int)

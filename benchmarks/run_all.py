@@ -1,0 +1,468 @@
+"""Run every benchmark and regenerate docs/benchmarks.md and docs/results.md from the figures.
+
+One command, from the repository root::
+
+    python benchmarks/run_all.py                  # everything, CPU (target: under 30 min, 2 cores)
+    python benchmarks/run_all.py --quick          # smaller settings (a smoke run of the suite)
+    python benchmarks/run_all.py --only routing merge   # re-run parts, keep the others' figures
+    python benchmarks/run_all.py --render-only    # rewrite the documents from the saved JSON
+                                                  # (the header keeps the run that measured it)
+    python benchmarks/run_all.py --device cuda    # engine, search and GPU parts on the GPU
+
+Each part is one benchmark script run as a subprocess, writing its raw figures as JSON (and,
+for the parts other scripts render themselves, markdown) into ``--out`` (default
+``runs/bench``), its output into ``--out/logs/<part>.log``. Parts run ``--jobs`` at a time
+(default 2 on the CPU: every script uses one torch thread, so two fill the two cores and the
+side-by-side ratios are unaffected; 1 with ``--device cuda``). Then the documents are written
+from whatever JSON is in ``--out``: a part that failed, or was not run, shows why in place of
+its figures, so the documents are always complete.
+
+Parts (``--only`` takes these names, or the section letters a-f):
+
+==========  =======  ====================================================================
+part        section  script
+==========  =======  ====================================================================
+engine      a, b     bench_engine.py (engine overhead; shared-prefix execution)
+routing     c        bench_task_routing.py scale (task routing at 10..312 tasks)
+merge       c        bench_gradient_merge.py --part cost (gradient merging at 10..312 tasks)
+search      d, e     bench_search_cost.py (``mtlsearch compare``: per strategy, end to end)
+affinity    d        bench_affinity_tree.py --part synthetic (estimators' cost against N)
+gpu         f        bench_gpu.py (only with ``--device cuda``)
+results     results  bench_results.py --markdown (docs/results.md, strategies side by side)
+dense       results  bench_dense.py --markdown (docs/results.md, dense prediction)
+==========  =======  ====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:  # `report` sits next to this file
+    sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+from report import Section  # noqa: E402
+
+PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense")
+LETTERS = {"a": ["engine"], "b": ["engine"], "c": ["routing", "merge"],
+           "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"]}
+#: Rough single-thread minutes of each part (full, quick): the longest start first.
+ESTIMATES = {"engine": (3.5, 0.6), "routing": (1.3, 0.6), "merge": (2.5, 1.0),
+             "search": (5.5, 2.0), "affinity": (2.5, 0.8), "gpu": (8.0, 3.0),
+             "results": (10.0, 4.0), "dense": (3.0, 1.5)}
+
+
+@dataclass
+class Job:
+    """One part: the script and arguments to run, and the files it writes."""
+
+    part: str
+    script: str
+    argv: list[str]
+    outputs: list[Path]
+    skip_reason: str | None = None  # set: the part cannot run (e.g. the script is missing)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        return " ".join(["python", f"benchmarks/{self.script}", *self.argv])
+
+
+def _has_option(script: str, option: str) -> bool:
+    """Whether ``benchmarks/<script>`` declares ``option`` (read from its source, without
+    importing it, so a script under construction elsewhere is judged by what it has now)."""
+    path = HERE / script
+    return path.exists() and f'"{option}"' in path.read_text(encoding="utf-8")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
+    """Every part's job for these options (paths under ``out``)."""
+    q, threads, dev = args.quick, str(args.threads), args.device
+    o = {p: out / f"{p}.json" for p in PARTS}
+    jobs: dict[str, Job] = {}
+
+    engine = ["--device", dev, "--threads", threads, "--json", _rel(o["engine"])]
+    engine += ["--quick"] if q else ["--reps", "7"]
+    outputs = [o["engine"]]
+    if _has_option("bench_engine.py", "--markdown"):
+        engine += ["--markdown", _rel(out / "engine.md")]
+        outputs.append(out / "engine.md")
+    jobs["engine"] = Job("engine", "bench_engine.py", engine, outputs)
+
+    routing = ["scale", "--json", _rel(o["routing"])] + (["--quick"] if q else [])
+    jobs["routing"] = Job("routing", "bench_task_routing.py", routing, [o["routing"]])
+
+    merge = ["--part", "cost", "--json", _rel(o["merge"])]
+    merge += ["--tasks", "10", "78", "312", "--repeats", "1"] if q else []
+    jobs["merge"] = Job("merge", "bench_gradient_merge.py", merge, [o["merge"]])
+
+    search = ["--json", _rel(o["search"]), "--threads", threads, "--device", dev]
+    jobs["search"] = Job("search", "bench_search_cost.py", search + (["--quick"] if q else []),
+                         [o["search"]])
+
+    affinity = ["--part", "synthetic", "--threads", threads, "--json", _rel(o["affinity"]),
+                "--out-dir", _rel(out)] + (["--quick"] if q else [])
+    jobs["affinity"] = Job("affinity", "bench_affinity_tree.py", affinity, [o["affinity"]])
+
+    gpu = Job("gpu", "bench_gpu.py", ["--markdown", _rel(out / "gpu.md")], [out / "gpu.md"])
+    if dev != "cuda":
+        gpu.skip_reason = "run with --device cpu"
+    elif not (HERE / "bench_gpu.py").exists():
+        gpu.skip_reason = "benchmarks/bench_gpu.py does not exist yet"
+    elif not _has_option("bench_gpu.py", "--markdown"):
+        gpu.skip_reason = "benchmarks/bench_gpu.py has no --markdown option yet"
+    else:
+        if q and _has_option("bench_gpu.py", "--quick"):
+            gpu.argv.append("--quick")
+        if _has_option("bench_gpu.py", "--json"):
+            gpu.argv += ["--json", _rel(o["gpu"])]
+    jobs["gpu"] = gpu
+
+    for part, script in (("results", "bench_results.py"), ("dense", "bench_dense.py")):
+        job = Job(part, script, ["--markdown", _rel(out / f"{part}.md")], [out / f"{part}.md"])
+        if not (HERE / script).exists():
+            job.skip_reason = f"benchmarks/{script} does not exist yet"
+        elif not _has_option(script, "--markdown"):
+            job.skip_reason = f"benchmarks/{script} has no --markdown option yet"
+        else:
+            # Both scripts' --quick is the suite's size ("the budget of the one-command
+            # benchmark suite"); the suite's own --quick trims results to one seed.
+            if _has_option(script, "--quick"):
+                job.argv.append("--quick")
+            if q and part == "results" and _has_option(script, "--seeds"):
+                job.argv += ["--seeds", "0"]
+            if _has_option(script, "--threads"):
+                job.argv += ["--threads", threads]
+            if _has_option(script, "--json"):
+                job.argv += ["--json", _rel(o[part])]
+            if _has_option(script, "--images") and getattr(args, "docs", None) is not None:
+                job.argv += ["--images", _rel(Path(args.docs) / "images")]
+            if _has_option(script, "--device") and dev != "cpu":
+                job.argv += ["--device", dev]
+        jobs[part] = job
+    return jobs
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    useful = [ln for ln in lines if "leaked" not in ln and "nanobind" not in ln
+              and "skipped remainder" not in ln]
+    return (useful or [""])[-1][:200]
+
+
+def run_jobs(jobs: Sequence[Job], out: Path, *, parallel: int, timeout: float,
+             quick: bool) -> dict[str, dict[str, Any]]:
+    """Run ``jobs``, ``parallel`` at a time, longest first; their status by part."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    pending = sorted(jobs, key=lambda j: -ESTIMATES[j.part][1 if quick else 0])
+    running: dict[str, tuple[Job, subprocess.Popen, float, Any]] = {}
+    status: dict[str, dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            for path in job.outputs:  # never report an earlier run's figures as this one's
+                path.unlink(missing_ok=True)
+            fh = open(logs / f"{job.part}.log", "w")  # noqa: SIM115 - closed when it ends
+            print(f"[run_all] start {job.part}: {job.command}", flush=True)
+            proc = subprocess.Popen([sys.executable, str(HERE / job.script), *job.argv],
+                                    cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+            running[job.part] = (job, proc, time.perf_counter(), fh)
+        time.sleep(0.5)
+        for part, (job, proc, start, fh) in list(running.items()):
+            seconds = time.perf_counter() - start
+            code = proc.poll()
+            if code is None and seconds > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)  # the job's own process group
+                code = proc.wait()
+                reason = f"stopped after the --timeout of {timeout:.0f} s"
+            elif code is None:
+                continue
+            else:
+                reason = None
+            fh.close()
+            missing = [p for p in job.outputs if not p.exists()]
+            if reason is None and code != 0:
+                reason = (f"{job.script} exited with status {code} (log {_rel(logs / (part + '.log'))}"
+                          f": {_last_line(logs / (part + '.log'))})")
+            elif reason is None and missing:
+                reason = f"{job.script} wrote no {', '.join(p.name for p in missing)}"
+            status[part] = {"command": job.command, "returncode": code, "seconds": seconds,
+                            "date": _now(), "quick": quick, "reason": reason}
+            print(f"[run_all] {part}: {'ok' if reason is None else reason} ({seconds:.0f} s)",
+                  flush=True)
+            del running[part]
+    return status
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --------------------------------------------------------------------------- assembling
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _why(part: str, status: Mapping[str, Mapping[str, Any]], jobs: Mapping[str, Job]) -> str:
+    """Why ``part`` has no figures."""
+    st = status.get(part)
+    if st and st.get("reason"):
+        return st["reason"]
+    job = jobs.get(part)
+    if job is not None and job.skip_reason:
+        return job.skip_reason
+    return f"the {part} part was not run (run `python benchmarks/run_all.py --only {part}`)"
+
+
+def _source(part: str, status: Mapping[str, Mapping[str, Any]], ran: Sequence[str]) -> str:
+    st = status.get(part)
+    if not st:
+        return ""
+    when = "in this run" if part in ran else f"in an earlier run ({st['date']})"
+    mode = ", quick settings" if st.get("quick") else ""
+    return f"\n\n*Measured {when}{mode}: `{st['command']}`, {st['seconds']:.0f} s.*"
+
+
+def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds: float | None,
+             ran: Sequence[str] = (), jobs: Mapping[str, Job] | None = None,
+             date: str | None = None, draw: bool = True,
+             machine: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON/markdown in ``out``.
+
+    Args:
+        out: The folder the parts wrote into (``<part>.json``, ``<part>.md``, ``status.json``).
+        docs: The documentation folder; pictures go to ``docs/images``.
+        command: The command shown in the header; ``device``: the run's device.
+        total_seconds: Wall time of the run; ``ran``: the parts run by this invocation.
+        jobs: The jobs (for the reasons of skipped parts); ``date``: default now.
+        draw: Draw the plots (``docs/images/bench_*.png``/``.svg``).
+        machine: :func:`report.machine_info` of the run (default: this machine, now).
+
+    Returns:
+        The paths of the two documents.
+    """
+    jobs = jobs or {}
+    status = _load(out / "status.json") or {}
+    date = date or _now()
+    images = docs / "images" if draw else None
+    machine = machine or report.machine_info(device)
+    head = report.header("Benchmarks", command=command, date=date, machine=machine,
+                         total_seconds=total_seconds)
+
+    def data(part: str) -> Any:
+        return _load(out / f"{part}.json") if not (status.get(part) or {}).get("reason") else None
+
+    sections: list[Section] = []
+    engine = data("engine")
+    engine_md = out / "engine.md"
+    if engine is not None:
+        targets = report.engine_targets(engine)
+        a_body, b_body = report.render_engine(engine, images)
+        if engine_md.exists():  # bench_engine.py renders its own tables
+            a_body = report.demote_headings(engine_md.read_text(encoding="utf-8"), 2)
+            b_body = "The shared-prefix tables are part of section a above (the same run)."
+        src = _source("engine", status, ran)
+        sections.append(Section("a", "Engine overhead", a_body + src,
+                                [t for t in targets if t.section == "a"]))
+        sections.append(Section("b", "Shared-prefix execution", b_body + src,
+                                [t for t in targets if t.section == "b"]))
+    else:
+        why = report.not_generated(_why("engine", status, jobs))
+        sections += [Section("a", "Engine overhead", why), Section("b", "Shared-prefix execution", why)]
+
+    c_parts, c_targets = [], []
+    for part, render, targets in (("routing", report.render_routing, report.routing_targets),
+                                  ("merge", report.render_merge, report.merge_targets)):
+        d = data(part)
+        if d is None:
+            c_parts.append(report.not_generated(f"{part}: " + _why(part, status, jobs)))
+        else:
+            c_parts.append(render(d, images) + _source(part, status, ran))
+            c_targets += targets(d)
+    sections.append(Section("c", "Many tasks", "\n\n".join(c_parts), c_targets))
+
+    d_parts, d_targets = [], []
+    search = data("search")
+    if search is None:
+        d_parts.append(report.not_generated("search: " + _why("search", status, jobs)))
+    else:
+        d_parts.append(report.render_search(search, images) + _source("search", status, ran))
+        d_targets += report.search_targets(search)
+    affinity = data("affinity")
+    if affinity is None:
+        d_parts.append(report.not_generated("affinity: " + _why("affinity", status, jobs)))
+    else:
+        cmd = (status.get("affinity") or {}).get("command", "")
+        d_parts.append(report.render_affinity(affinity, cmd, images)
+                       + _source("affinity", status, ran))
+        d_targets += report.affinity_targets(affinity)
+    sections.append(Section("d", "Search cost", "\n\n".join(d_parts), d_targets))
+
+    if search is None:
+        sections.append(Section("e", "The README's main job, end to end",
+                                report.not_generated(_why("search", status, jobs))))
+    else:
+        sections.append(Section("e", "The README's main job, end to end",
+                                report.render_main_job(search) + _source("search", status, ran),
+                                [report.main_job_target(search)]))
+
+    gpu_md = out / "gpu.md"
+    if "gpu" in ran and gpu_md.exists() and not (status.get("gpu") or {}).get("reason"):
+        body = report.demote_headings(gpu_md.read_text(encoding="utf-8"), 2)
+        sections.append(Section("f", "GPU", body + _source("gpu", status, ran)))
+    else:
+        if "gpu" in ran or (jobs.get("gpu") and jobs["gpu"].skip_reason and device == "cuda"):
+            why = _why("gpu", status, jobs)
+        elif device == "cuda":
+            why = "the gpu part was not run by this invocation (`--only gpu` runs it)"
+        else:
+            why = f"this run used --device {device}"
+        sections.append(Section("f", "GPU", report.render_gpu_placeholder(why)))
+
+    timings = [[p, st["command"], "ok" if not st.get("reason") else "failed", f"{st['seconds']:.0f}"]
+               for p, st in status.items()]
+    docs.mkdir(parents=True, exist_ok=True)
+    bench_path = docs / "benchmarks.md"
+    bench_path.write_text(report.assemble_benchmarks(head, sections, timings), encoding="utf-8")
+
+    results_head = report.header(
+        "Results", command=command, date=date, machine=machine, total_seconds=total_seconds,
+        note=("Every strategy side by side (`benchmarks/bench_results.py`) and on dense "
+              "prediction tasks (`benchmarks/bench_dense.py`). Costs of the engine and the "
+              "strategies: [benchmarks.md](benchmarks.md)."))
+    parts = []
+    for part, title in (("results", "Strategies side by side"),
+                        ("dense", "Dense prediction on `dense_shapes`")):
+        md = out / f"{part}.md"
+        ok = md.exists() and not (status.get(part) or {}).get("reason")
+        text = md.read_text(encoding="utf-8").strip() if ok else ""
+        if ok and not text.startswith("#"):
+            text = f"## {title}\n\n{text}"
+        parts.append((title, text + _source(part, status, ran) if ok else None,
+                      _why(part, status, jobs)))
+    results_path = docs / "results.md"
+    results_path.write_text(report.assemble_results(results_head, parts), encoding="utf-8")
+    return bench_path, results_path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_only(values: Sequence[str]) -> list[str]:
+    """Part names from ``--only`` values (part names or section letters a-f)."""
+    parts: list[str] = []
+    for v in values:
+        for name in LETTERS.get(v.lower(), [v]):
+            if name not in PARTS:
+                raise SystemExit(f"run_all.py: error: unknown part {v!r}; choose from "
+                                 f"{', '.join(PARTS)} or the letters a-f")
+            if name not in parts:
+                parts.append(name)
+    return parts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--quick", action="store_true", help="smaller settings in every part")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--only", nargs="+", metavar="PART", default=None,
+                        help=f"run only these parts ({', '.join(PARTS)}, or letters a-f); the "
+                             "others keep the figures saved in --out")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench",
+                        help="folder of the raw JSON, markdown parts and logs (default runs/bench)")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs",
+                        help="where to write benchmarks.md and results.md (default docs/)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each part")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parts run at the same time (default 2 on the CPU, 1 with cuda)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds after which a part is stopped (default 1800)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: rewrite the documents from the JSON in --out")
+    args = parser.parse_args(argv)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda was asked for but no CUDA GPU is available")
+    start = time.perf_counter()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = build_jobs(args, out)
+    wanted = parse_only(args.only) if args.only else list(PARTS)
+    runnable = [jobs[p] for p in wanted if jobs[p].skip_reason is None]
+    for p in wanted:
+        if jobs[p].skip_reason:
+            print(f"[run_all] skip {p}: {jobs[p].skip_reason}", flush=True)
+    status = _load(out / "status.json") or {}
+    if not args.render_only:
+        for p in wanted:  # a skipped part's earlier figures would no longer match this run
+            status.pop(p, None)
+        parallel = args.jobs or (1 if args.device == "cuda" else 2)
+        status.update(run_jobs(runnable, out, parallel=max(1, parallel), timeout=args.timeout,
+                               quick=args.quick))
+        (out / "status.json").write_text(json.dumps(status, indent=1), encoding="utf-8")
+    shown = " ".join(["python benchmarks/run_all.py",
+                      *(sys.argv[1:] if argv is None else list(argv))])
+    run = {"command": shown, "date": _now(), "total_seconds": time.perf_counter() - start,
+           "device": args.device, "ran": [j.part for j in runnable],
+           "machine": report.machine_info(args.device)}
+    if args.render_only:  # the header describes the run that measured the figures
+        run = _load(out / "run.json") or {"command": shown, "date": _now(),
+                                          "total_seconds": None, "device": args.device,
+                                          "ran": []}
+    else:
+        (out / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
+    total = run["total_seconds"]
+    ran = run["ran"]
+    bench, results = assemble(out, args.docs, command=run["command"], device=run["device"],
+                              total_seconds=total, ran=ran, jobs=jobs, date=run["date"],
+                              machine=run.get("machine"))
+    print(f"[run_all] wrote {_rel(bench)} and {_rel(results)}"
+          + ("" if args.render_only or total is None else f" in {total / 60:.1f} min"),
+          flush=True)
+    failed = [] if args.render_only else [p for p in ran if status.get(p, {}).get("reason")]
+    if failed:
+        print(f"[run_all] parts that failed: {', '.join(failed)} (see {_rel(out / 'logs')})",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,10 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,13 @@ from .train import TrainConfig, TrainResult, build_and_train
 
 __all__ = ["SearchContext", "ResultCache", "cache_key"]
 
+log = logging.getLogger(__name__)
+
+try:  # POSIX: one process computes an item while the others wait for it
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no inter-process lock, see ResultCache
+    fcntl = None  # type: ignore[assignment]
+
 
 def cache_key(kind: str, **parts: Any) -> str:
     """A stable key for a cached item from what produced it."""
@@ -41,26 +51,40 @@ class ResultCache:
 
     Items are keyed by what produced them (:func:`cache_key`), so every trial of a study and
     every later study with the same data, space, budget and seed reuses them.
+
+    With a folder, :meth:`get_or_compute` holds an exclusive ``fcntl.flock`` on
+    ``folder/.KEY.lock`` while it computes: workers (processes, on one machine or sharing the
+    folder over a file system with working ``flock``) that ask for the same item at once wait
+    for the first one, then read its result; an item is computed once, never twice at the same
+    time. The operating system drops the lock of a process that dies, so a crashed worker
+    leaves nothing stale behind: the next one computes the item. On systems without ``fcntl``
+    (Windows) only threads of one process are serialised.
     """
 
     def __init__(self, folder: str | Path | None = None):
         self.folder = Path(folder) if folder is not None else None
         self._memory: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
 
     def get(self, key: str) -> Any | None:
+        """The item stored under ``key`` (memory, then the folder), or ``None``."""
         if key in self._memory:
             return self._memory[key]
-        if self.folder is not None:
-            path = self.folder / f"{key}.json"
-            if path.is_file():
-                try:
-                    value = json.loads(path.read_text())
-                except json.JSONDecodeError:
-                    return None  # a half-written file from a crash: recompute
-                self._memory[key] = value
-                return value
-        return None
+        return self._read(key)
+
+    def _read(self, key: str) -> Any | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.json"
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None  # a half-written file from a crash: recompute
+        self._memory[key] = value
+        return value
 
     def put(self, key: str, value: Any) -> None:
         with self._lock:
@@ -72,11 +96,47 @@ class ResultCache:
                 tmp.replace(self.folder / f"{key}.json")  # atomic: readers never see half
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The item under ``key``; computed by ``compute()`` and stored when it is missing.
+
+        Only one caller computes a given key at a time (threads of this process, and other
+        processes sharing the folder); the others wait, then find the stored result.
+        """
         value = self.get(key)
-        if value is None:
-            value = compute()
-            self.put(key, value)
+        if value is not None:
+            return value
+        with self._exclusive(key):
+            value = self._memory.get(key)
+            if value is None:
+                value = self._read(key)  # another process may have finished while we waited
+            if value is None:
+                value = compute()
+                self.put(key, value)
         return value
+
+    @contextlib.contextmanager
+    def _exclusive(self, key: str) -> Iterator[None]:
+        """Hold ``key``'s lock: a thread lock, and a ``flock`` on a file when there is a folder."""
+        with self._lock:
+            thread_lock = self._key_locks.setdefault(key, threading.Lock())
+        with thread_lock:
+            if self.folder is None or fcntl is None:
+                yield
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f".{key}.lock"  # kept: deleting it would race with waiters
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("waiting for another process computing %s (lock %s)", key, path)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 @dataclass
@@ -89,6 +149,8 @@ class SearchContext:
         budget: Training settings of every candidate (the study's budget).
         seed: Seed of this search (weights, shuffling, strategies' random choices).
         cache: Expensive results keyed by what produced them.
+        distributed: Set on rank 0 of a ``torchrun`` search (a
+            :class:`~mtlsearch.distributed.Session`): :meth:`train` then trains with every rank.
     """
 
     data: DatasetSplits
@@ -96,6 +158,7 @@ class SearchContext:
     budget: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     cache: ResultCache = field(default_factory=ResultCache)
+    distributed: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.space.check_input(self.data.input_shape)
@@ -128,10 +191,13 @@ class SearchContext:
         """Materialize and train ``graph`` on the training split with the budget (+ overrides).
 
         Keyword arguments that are not training settings (``on_epoch_end``, ``on_backward``)
-        go to the :class:`~mtlsearch.train.Trainer`.
+        go to the :class:`~mtlsearch.train.Trainer`. Under ``torchrun`` (``distributed`` set)
+        every rank trains the model together (DistributedDataParallel).
         """
         hooks = {k: overrides.pop(k) for k in ("on_epoch_end", "on_backward") if k in overrides}
         config = self.budget.replace(**overrides) if overrides else self.budget
+        if self.distributed is not None:
+            return self.distributed.train(self, graph, config, **hooks)
         return build_and_train(
             graph, self.space, self.tasks, self.data.train, self.data.val, config, **hooks
         )

@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .context import ResultCache, SearchContext
 from .data import DatasetSplits
+from .distributed import DistributedAbort, torchrun_session
 from .errors import MTLSearchError
 from .pipeline import TrialResult, evaluate_proposal
 from .plugin_manager import get_plugin_manager
@@ -308,7 +309,7 @@ class SearchResult:
         >>> result.pareto_front()[0]["delta_mtl"]  # doctest: +SKIP
     """
 
-    study: optuna.Study
+    study: optuna.Study | None  # None on the ranks other than 0 of a torchrun search
     settings: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
 
@@ -390,16 +391,18 @@ def search(
     """
     from .progress import quiet_optuna
 
-    with quiet_optuna(progress):
+    # Under torchrun, rank 0 runs the study and every rank trains each candidate (DDP).
+    with quiet_optuna(progress), torchrun_session(budget.device if budget else None) as ranks:
         return _search(strategy, dataset, space, trials, budget, seed, storage, study_name,
                        objectives, pruner, dataset_kwargs, space_kwargs, strategy_kwargs, out,
-                       progress, timeout, cache)
+                       progress, timeout, cache, ranks)
 
 
 def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, seed: int,
             storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
             dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
-            progress: bool, timeout: float | None, cache: Any) -> SearchResult:
+            progress: bool, timeout: float | None, cache: Any,
+            ranks: Any = None) -> SearchResult:
     from .progress import SearchProgress
 
     objectives = _check_objectives(objectives)
@@ -411,6 +414,8 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
     setup = _setup(strategy, dataset, space, budget, seed, objectives, dataset_kwargs,
                    space_kwargs, strategy_kwargs, cache)
     settings, ctx = setup.settings, setup.ctx
+    if ranks is not None and not ranks.join(settings, ctx):
+        return SearchResult(None, settings, None)  # a follower rank: it trained along, rank 0 has the study
     if study_name is None and storage is not None:
         study_name = f"{settings['strategy']}-{settings['dataset']}-{settings['space']}"
     opened = open_storage(storage)
@@ -525,6 +530,8 @@ class _Runner:
             log.warning("trial %d failed: %s", trial.number, reason)
             _free_memory()
             self._finish(trial, TrialState.FAIL, start, {"fail_reason": reason})
+            if isinstance(exc, DistributedAbort):
+                raise  # torchrun: the other ranks cannot follow any more
         else:
             self._finish(trial, TrialState.COMPLETE, start, result.to_dict(), values)
             del result

@@ -258,36 +258,41 @@ def estimate_affinity(
     else:
         options.update(samples=rsa_samples)
     key = ctx.key("affinity_tensor", **options)
-    cached = ctx.cache.get(key)
-    if cached is not None:
-        return AffinityTensor.from_dict(cached)
-    start = time.perf_counter()
-    single = single_task_model if single_task_model is not None else train_single_task(ctx)
-    single_seconds = time.perf_counter() - start
-    losses, per_depth = None, []
-    start = time.perf_counter()
-    if estimator == "rsa":
-        values = rsa_affinity(ctx, single, samples=rsa_samples)
-    else:
-        losses, per_depth = recombination_losses(
-            ctx,
-            single,
-            epochs=epochs,
-            train_fraction=1.0 if estimator == "full" else subset_fraction,
-            patience=ctx.budget.patience if estimator == "full" else subset_patience,
+    made: list[AffinityTensor] = []
+
+    def compute() -> dict[str, Any]:
+        start = time.perf_counter()
+        single = single_task_model if single_task_model is not None else train_single_task(ctx)
+        single_seconds = time.perf_counter() - start
+        losses, per_depth = None, []
+        start = time.perf_counter()
+        if estimator == "rsa":
+            values = rsa_affinity(ctx, single, samples=rsa_samples)
+        else:
+            losses, per_depth = recombination_losses(
+                ctx,
+                single,
+                epochs=epochs,
+                train_fraction=1.0 if estimator == "full" else subset_fraction,
+                patience=ctx.budget.patience if estimator == "full" else subset_patience,
+            )
+            values = affinity_from_losses(losses)
+        seconds = time.perf_counter() - start
+        meta = {
+            **options,
+            "seconds": {
+                "single_task": single_seconds if single_task_model is None else 0.0,
+                "estimator": seconds,
+                "per_depth": per_depth,
+            },
+        }
+        tensor = AffinityTensor(
+            [s.name for s in ctx.tasks], values, estimator, list(range(values.shape[0])), meta, losses
         )
-        values = affinity_from_losses(losses)
-    seconds = time.perf_counter() - start
-    meta = {
-        **options,
-        "seconds": {
-            "single_task": single_seconds if single_task_model is None else 0.0,
-            "estimator": seconds,
-            "per_depth": per_depth,
-        },
-    }
-    tensor = AffinityTensor(
-        [s.name for s in ctx.tasks], values, estimator, list(range(values.shape[0])), meta, losses
-    )
-    ctx.cache.put(key, tensor.to_dict())
-    return tensor
+        made.append(tensor)
+        return tensor.to_dict()
+
+    # Several workers of a study (processes sharing the cache folder) measure it once: the
+    # others wait for the first one's result (ResultCache's per-key file lock).
+    value = ctx.cache.get_or_compute(key, compute)
+    return made[0] if made else AffinityTensor.from_dict(value)

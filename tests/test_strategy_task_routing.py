@@ -142,6 +142,8 @@ def test_fixed_settings_and_memory_fallback(mlp_ctx):
 
 def test_sigma_one_equals_hard_sharing_with_the_same_weights(cnn_ctx):
     routed = _trained(cnn_ctx, 1.0)
+    # Trained in the trainer's channels-last layout; the comparison is exact in one layout.
+    routed.to(memory_format=torch.contiguous_format)
     hard = materialize(cnn_ctx.new_graph("hard_sharing"), cnn_ctx.space, cnn_ctx.tasks).eval()
     hard.load_state_dict(routed.state_dict())
     x = cnn_ctx.data.test.inputs[:16]
@@ -260,6 +262,7 @@ def test_export_load_reproduces_masks_and_predictions(cnn_ctx, tmp_path):
             assert np.array_equal(loaded.graph.masks()[node][task], mask)
     assert loaded.graph.info["sigma"] == 0.3 and loaded.graph.info["mask_seed"] == 11
     x = cnn_ctx.data.test.inputs[:8]
+    model.to(memory_format=torch.contiguous_format)  # trained channels-last; loaded contiguous
     with torch.no_grad():
         a, b = model(x), loaded(x)
     assert all(torch.equal(a[t], b[t]) for t in cnn_ctx.task_names)

@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 # Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
 # so `import mtlsearch` stays light (and works where only the engine is needed).
 _LAZY = {
-    "compare": "compare",
+    "compare": "comparison",
     "export_model": "export",
     "load": "export",
     "predict": "export",

@@ -85,6 +85,13 @@ def _training(p: argparse.ArgumentParser, epochs: int) -> None:
     t.add_argument("--threads", type=int, default=1,
                    help="CPU threads of torch (default 1: small models train faster on one "
                         "thread than on contended cores; 0 = torch's default)")
+    t.add_argument("--compile", action="store_true",
+                   help="run every candidate's forward pass through torch.compile (long runs)")
+    t.add_argument("--no-amp", dest="amp", action="store_const", const=False, default=None,
+                   help="train in fp32 on a GPU (default: bf16 autocast where supported)")
+    t.add_argument("--no-channels-last", dest="channels_last", action="store_const",
+                   const=False, default=None,
+                   help="keep image tensors contiguous on a GPU (default: channels-last)")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -100,7 +107,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mtlsearch`` and its subcommands."""
-    from .compare import DEFAULT_EPOCHS, DEFAULT_TRIALS
+    from .comparison import DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     common = _common()
     parser = argparse.ArgumentParser(
@@ -203,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help=".npz file to write (one array per task)")
     p.add_argument("--input-key", default="X", help="array holding the inputs (default X)")
     p.add_argument("--device", default="cpu", help="default cpu")
+    p.add_argument("--picture", default=None, metavar="PATH",
+                   help="dense models: draw inputs and predicted maps to PATH.png and PATH.svg "
+                        "(arrays of the input file named like a task are drawn as ground truth)")
+    p.add_argument("--picture-samples", type=int, default=4, metavar="N",
+                   help="rows of the picture: the first N inputs (default 4)")
     p.set_defaults(func=cmd_predict)
     # The sweep belongs to the task_routing plugin: its own parser takes the remaining arguments.
     p = sub.add_parser("sweep", add_help=False, formatter_class=_formatter,
@@ -257,7 +269,8 @@ def _budget(args: argparse.Namespace, default_epochs: int) -> Any:
         torch.set_num_threads(args.threads)
 
     return TrainConfig(epochs=args.epochs or default_epochs, batch_size=args.batch_size,
-                       lr=args.lr, device=args.device)
+                       lr=args.lr, device=args.device, compile=args.compile, amp=args.amp,
+                       channels_last=args.channels_last)
 
 
 def _default_storage(args: argparse.Namespace) -> str | None:
@@ -292,6 +305,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
         timeout=args.timeout,
     )
+    if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     print(result.summary())
     if storage is not None:
         name = result.study.study_name
@@ -312,7 +327,7 @@ def _per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import DEFAULT_EPOCHS, compare
+    from .comparison import DEFAULT_EPOCHS, compare
 
     board = compare(
         strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
@@ -483,12 +498,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import export
 
     path = export.predict_npz(args.folder, args.input, args.output, input_key=args.input_key,
-                              device=args.device)
+                              device=args.device, picture=args.picture,
+                              picture_samples=args.picture_samples)
     import numpy as np
 
     with np.load(path) as data:
         shapes = {k: data[k].shape for k in data.files}
     print(f"wrote {path}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
+    if args.picture:
+        stem = Path(args.picture).with_suffix("") if Path(args.picture).suffix.lower() in (
+            ".png", ".svg", ".pdf") else Path(args.picture)
+        print(f"wrote {stem}.png and {stem}.svg")
     return 0
 
 

@@ -164,3 +164,14 @@ def test_compare_strategy_args_are_per_strategy():
     }
     with pytest.raises(MTLSearchError, match="STRATEGY.KEY=VALUE"):
         _per_strategy([("estimator", "full")])
+
+
+def test_gpu_training_flags_reach_the_training_settings():
+    from mtlsearch.cli import _budget, build_parser
+
+    args = build_parser().parse_args(["search", "--compile", "--no-amp", "--no-channels-last"])
+    cfg = _budget(args, 1)
+    assert (cfg.compile, cfg.amp, cfg.channels_last) == (True, False, False)
+    # Left out, they stay automatic (None): bf16 and channels-last wherever a GPU supports them.
+    cfg = _budget(build_parser().parse_args(["search"]), 1)
+    assert (cfg.compile, cfg.amp, cfg.channels_last) == (False, None, None)

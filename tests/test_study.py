@@ -275,3 +275,15 @@ def test_a_dead_workers_running_trial_is_failed_and_counted(tmp_path):
                       TrialState.COMPLETE]
     assert result.study.trials[1].user_attrs["fail_reason"].startswith("abandoned")
     assert result.study.trials[2].system_attrs["failed_trial"] == 1
+
+
+def test_top_level_compare_is_the_function_even_after_its_module_is_imported():
+    import importlib
+
+    import mtlsearch
+
+    importlib.import_module("mtlsearch.comparison")
+    assert callable(mtlsearch.compare) and mtlsearch.compare.__module__ == "mtlsearch.comparison"
+    from mtlsearch import compare
+
+    assert compare is mtlsearch.comparison.compare

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,11 @@ from .tasks import TaskSpec
 from .train import TrainConfig, TrainResult, build_and_train
 
 __all__ = ["SearchContext", "ResultCache", "cache_key"]
+
+# Trained single-task weights of the last few contexts, in this process: the reference and
+# the affinity estimators both need the same single-task models (same graph, budget, seed).
+_SINGLE_TASK_WEIGHTS: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_SINGLE_TASK_KEEP = 4
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +226,36 @@ class SearchContext:
             **extra,
         )
 
+    def single_task_model(self) -> Any:
+        """The single-task models (one chain per task) trained with the budget and seed.
+
+        Trained once per process and context key: the reference metrics and the affinity
+        estimators ask for the same networks. Each call returns a fresh model holding the
+        trained weights (callers may freeze or hook it).
+        """
+        import copy
+
+        from .model import materialize
+
+        key = self.key("single_task_model")
+        state = _SINGLE_TASK_WEIGHTS.get(key)
+        graph = self.new_graph("single_task")
+        if state is None:
+            model = self.train(graph).model
+            _SINGLE_TASK_WEIGHTS[key] = copy.deepcopy(model.state_dict())
+            while len(_SINGLE_TASK_WEIGHTS) > _SINGLE_TASK_KEEP:
+                _SINGLE_TASK_WEIGHTS.popitem(last=False)
+            return model
+        _SINGLE_TASK_WEIGHTS.move_to_end(key)
+        model = materialize(graph, self.space, self.tasks)
+        model.load_state_dict(state)
+        return model.to(next(iter(state.values())).device)
+
     def reference(self) -> dict[str, Metrics]:
         """Single-task reference metrics ``{"val": ..., "test": ...}``, computed once and cached."""
 
         def compute() -> dict[str, Any]:
-            result = self.train(self.new_graph("single_task"))
-            return {"val": self.evaluate(result.model, "val"), "test": self.evaluate(result.model, "test")}
+            model = self.single_task_model()
+            return {"val": self.evaluate(model, "val"), "test": self.evaluate(model, "test")}
 
         return self.cache.get_or_compute(self.key("single_task_reference"), compute)

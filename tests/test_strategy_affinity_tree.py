@@ -372,3 +372,24 @@ def test_strategy_takes_a_saved_tensor(tmp_path):
     wrong = AffinityTree(affinity=AffinityTensor(["x", "y", "z"], np.ones((2, 3, 3)), "hand-made"))
     with pytest.raises(MTLSearchError, match="recompute it"):
         run_strategy(wrong, ctx, params={"alpha": 0.01, "beam_width": 1})
+
+
+def test_reference_and_affinity_share_one_single_task_training(monkeypatch):
+    from collections import OrderedDict
+
+    from mtlsearch import context as context_module
+    from mtlsearch.testing import tiny_context
+
+    monkeypatch.setattr(context_module, "_SINGLE_TASK_WEIGHTS", OrderedDict())  # no earlier test's
+    ctx = tiny_context()
+    calls = []
+    train = SearchContext.train
+    monkeypatch.setattr(SearchContext, "train", lambda self, g, **kw: calls.append(g) or train(self, g, **kw))
+    reference = ctx.reference()
+    est.estimate_affinity(ctx, "rsa")
+    assert len(calls) == 1  # the affinity estimate reused the reference's trained networks
+    # and a fresh context with the same key gets the same weights back, not a retrained model
+    again = tiny_context().single_task_model()
+    assert len(calls) == 1
+    assert again.state_dict().keys() == ctx.single_task_model().state_dict().keys()
+    assert reference["val"] == ctx.evaluate(again, "val")

@@ -14,7 +14,7 @@ kind             loss                         metrics (↑ higher / ↓ lower is
 ``depth``        L1                           ``abs_err`` ↓, ``rel_err`` ↓, ``delta1/2/3`` ↑
 ``normals``      1 - cosine (normalised)      ``mean_angle`` ↓, ``median_angle`` ↓,
                                               ``within_11.25/22.5/30`` ↑
-``edges``        L1                           ``mae`` ↓, ``rmse`` ↓
+``edges``        L1 (``balance`` option)      ``mae`` ↓, ``rmse`` ↓, ``f1`` ↑
 ===============  ===========================  ==========================================
 
 Example:
@@ -44,6 +44,9 @@ __all__ = [
     "DepthKind",
     "NormalsKind",
     "EdgeKind",
+    "EDGE_BALANCES",
+    "edge_weights",
+    "detection_scores",
     "DEFAULT_IGNORE_INDEX",
     "ANGLE_BINS_PER_DEGREE",
 ]
@@ -353,16 +356,89 @@ class _NormalsAccumulator(_SumAccumulator):
 
 
 # ------------------------------------------------------------------------------------- edges
+EDGE_BALANCES = ("none", "hed")
+
+
+def edge_weights(target: Tensor, spec: TaskSpec) -> Tensor:
+    """Per-pixel loss weights of an edge/keypoint map (0 where the target is NaN).
+
+    A pixel is *positive* when its target is at least ``options["threshold"]`` (0.5).
+
+    - ``options["balance"] == "hed"`` (class-balanced, as HED): within each map (one sample,
+      one channel) a positive pixel weighs the share of negative pixels and a negative pixel
+      the share of positive ones, so both classes count equally. A map holding only one
+      class weighs each pixel 1/2 (as a map half edges, half not).
+    - ``options["pos_weight"] = w``: positive pixels weigh ``w``, negative ones 1.
+    - neither (``balance="none"``, the default): every valid pixel weighs 1.
+
+    Example:
+        >>> spec = TaskSpec("e", kind="edges", options={"balance": "hed"})
+        >>> edge_weights(torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]]), spec).flatten().tolist()
+        [0.75, 0.25, 0.25, 0.25]
+    """
+    valid = (~torch.isnan(target)).to(torch.float32)
+    positive = (torch.nan_to_num(target, nan=0.0) >= _threshold(spec)).to(torch.float32) * valid
+    negative = valid - positive
+    if spec.options.get("balance", "none") == "hed":
+        dims = tuple(range(2, target.ndim))
+        n_pos, n_neg = positive.sum(dim=dims, keepdim=True), negative.sum(dim=dims, keepdim=True)
+        total = (n_pos + n_neg).clamp(min=1.0)
+        one_class = (n_pos == 0) | (n_neg == 0)
+        w_pos = torch.where(one_class, torch.full_like(n_neg, 0.5), n_neg / total)
+        w_neg = torch.where(one_class, torch.full_like(n_pos, 0.5), n_pos / total)
+        return positive * w_pos + negative * w_neg
+    pos_weight = spec.options.get("pos_weight")
+    if pos_weight is not None:
+        return positive * float(pos_weight) + negative
+    return valid
+
+
+def _threshold(spec: TaskSpec) -> float:
+    return float(spec.options.get("threshold", 0.5))
+
+
 class EdgeKind(DenseKind):
-    """Edge or keypoint maps ``(N, out_dim, H, W)`` as regression: L1 loss, NaN missing."""
+    """Edge or keypoint maps ``(N, out_dim, H, W)`` as regression; NaN marks missing pixels.
+
+    Loss: L1, weighted per pixel by :func:`edge_weights` (``options["balance"]``: ``"none"``,
+    the default, or ``"hed"`` for class-balanced weights; or ``options["pos_weight"]``) and
+    divided by the sum of the weights, so it stays a mean absolute error. Metrics: ``mae`` ↓,
+    ``rmse`` ↓ (unweighted), and ``f1`` ↑ of the pixels at or above ``options["threshold"]``
+    (0.5) in prediction and truth, over the evaluated set; ``precision`` and ``recall`` are
+    reported too but do not count in Δ_MTL.
+    """
 
     name = "edges"
-    metrics = {"mae": False, "rmse": False}
+    metrics = {"mae": False, "rmse": False, "f1": True}
 
     def check_spec(self, spec: TaskSpec) -> None:
         super().check_spec(spec)
         if spec.out_dim < 1:
             raise TaskError(f"edges task {spec.name!r} needs out_dim >= 1 (channels per pixel)")
+        opts = spec.options
+        if opts.get("balance", "none") not in EDGE_BALANCES:
+            raise TaskError(
+                f"edges task {spec.name!r}: options['balance']={opts['balance']!r}; use one of "
+                f"{list(EDGE_BALANCES)}"
+            )
+        pos_weight = opts.get("pos_weight")
+        if pos_weight is not None:
+            if isinstance(pos_weight, bool) or not isinstance(pos_weight, (int, float)) or not pos_weight > 0:
+                raise TaskError(
+                    f"edges task {spec.name!r}: options['pos_weight']={pos_weight!r} must be a "
+                    "positive number (the weight of edge pixels; others weigh 1)"
+                )
+            if opts.get("balance", "none") != "none":
+                raise TaskError(
+                    f"edges task {spec.name!r}: give options['balance']='hed' or "
+                    "options['pos_weight'], not both"
+                )
+        threshold = opts.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise TaskError(
+                f"edges task {spec.name!r}: options['threshold']={threshold!r} must be a number "
+                "(pixels at or above it are edges)"
+            )
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
         t = _maps(_as_tensor(y, spec).float(), spec, spec.out_dim, "edge maps")
@@ -371,9 +447,9 @@ class EdgeKind(DenseKind):
         return t
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-        valid = ~torch.isnan(target)
         err = (_fit(output, target) - torch.nan_to_num(target, nan=0.0)).abs()
-        return _masked_mean(err, valid)
+        weights = edge_weights(target, spec)
+        return (err * weights).sum() / weights.sum().clamp(min=1e-12)
 
     def new_accumulator(self, spec: TaskSpec) -> MetricAccumulator:
         return _EdgeAccumulator(self, spec)
@@ -384,19 +460,48 @@ class EdgeKind(DenseKind):
         return acc.compute()
 
 
+def detection_scores(tp: float, fp: float, fn: float) -> dict[str, float]:
+    """Precision, recall and F1 from pixel counts; F1 is 1 when there is nothing to find and
+    nothing was found, and a ratio with a zero denominator is 0 otherwise.
+
+    Example:
+        >>> detection_scores(2, 1, 1)
+        {'f1': 0.6666666666666666, 'precision': 0.6666666666666666, 'recall': 0.6666666666666666}
+    """
+    if tp + fp + fn == 0:
+        return {"f1": 1.0, "precision": 1.0, "recall": 1.0}
+    return {
+        "f1": 2 * tp / (2 * tp + fp + fn),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+    }
+
+
 class _EdgeAccumulator(_SumAccumulator):
     def update(self, output: Tensor, target: Tensor) -> None:
         valid = ~torch.isnan(target)
-        err = (_fit(output.detach(), target) - torch.nan_to_num(target, nan=0.0))[valid].double()
+        fitted = _fit(output.detach(), target)[valid].double()
+        gt = target[valid].double()
+        err = fitted - gt
+        threshold = _threshold(self.spec)
+        pred_pos, true_pos = fitted >= threshold, gt >= threshold
         self.add("n", torch.tensor(float(err.numel()), device=err.device))
         self.add("abs", err.abs().sum())
         self.add("sq", err.pow(2).sum())
+        self.add("tp", (pred_pos & true_pos).sum())
+        self.add("fp", (pred_pos & ~true_pos).sum())
+        self.add("fn", (~pred_pos & true_pos).sum())
 
     def compute(self) -> dict[str, float]:
         n = float(self.sums["n"]) if "n" in self.sums else 0.0
         if n == 0:
-            return {m: math.nan for m in self.kind.metrics}
-        return {"mae": float(self.sums["abs"]) / n, "rmse": math.sqrt(float(self.sums["sq"]) / n)}
+            return {m: math.nan for m in (*self.kind.metrics, "precision", "recall")}
+        scores = detection_scores(*(float(self.sums[k]) for k in ("tp", "fp", "fn")))
+        return {
+            "mae": float(self.sums["abs"]) / n,
+            "rmse": math.sqrt(float(self.sums["sq"]) / n),
+            **scores,
+        }
 
 
 def per_sample_loss(spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ def test_dense_shapes_targets(shapes):
     both = (seg > 0) & ~torch.isnan(depth[:, 0])
     assert float(depth[:, 0][both].max()) < float(depth[:, 0][(seg == 0) & ~torch.isnan(depth[:, 0])].min())
     assert shapes.tasks[0].options == {"size": [16, 16], "head": "aspp", "ignore_index": 255}
+    assert shapes.tasks[3].options == {"size": [16, 16], "head": "aspp", "balance": "hed"}
 
 
 def test_dense_shapes_is_seeded(shapes):
@@ -53,6 +54,10 @@ def test_dense_shapes_options():
         load_dataset("dense_shapes", n_samples=20, size=4)
     with pytest.raises(DatasetError, match="missing_depth"):
         load_dataset("dense_shapes", n_samples=20, missing_depth=0.9)
+    plain = load_dataset("dense_shapes", n_samples=20, size=8, tasks=["edges"], edge_balance="none")
+    assert plain.tasks[0].options["balance"] == "none"
+    with pytest.raises(DatasetError, match="edge_balance"):
+        load_dataset("dense_shapes", n_samples=20, edge_balance="focal")
 
 
 def _fake_nyu_npy(root, n_train=6, n_val=3, h=12, w=16):
@@ -103,6 +108,71 @@ def test_nyuv2_mat_file(tmp_path):
     assert float(s.train.inputs.max()) <= 1.0
     seg = s.train.targets["segment"]
     assert int(seg.min()) == -1 and int(seg.max()) == 3
+
+
+def _matlab_v73(path, arrays):
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte user block holding the
+    text header, arrays stored column-major (h5py sees every axis reversed)."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, a in arrays.items():
+            ds = f.create_dataset(name, data=np.ascontiguousarray(a.transpose(*reversed(range(a.ndim)))))
+            ds.attrs["MATLAB_class"] = np.bytes_({"uint8": "uint8", "uint16": "uint16"}.get(a.dtype.name, "single"))
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    header = text.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02" + b"IM"
+    with open(path, "r+b") as f:
+        f.write(header.ljust(512, b"\0"))
+
+
+def test_nyuv2_mat_v73_hdf5_file(tmp_path):
+    pytest.importorskip("h5py")
+    from scipy.io.matlab import matfile_version
+
+    rng = np.random.default_rng(1)
+    h, w, n = 8, 11, 10  # h != w: a transposed reading would not even have the right shape
+    images = rng.integers(0, 256, size=(h, w, 3, n)).astype(np.uint8)  # MATLAB's view
+    labels = rng.integers(0, 5, size=(h, w, n)).astype(np.uint16)  # 0 = unlabelled
+    labels[0, 0, :] = 4
+    depths = rng.uniform(0.5, 5, size=(h, w, n)).astype(np.float32)
+    path = tmp_path / "nyu_depth_v2_labeled.mat"
+    _matlab_v73(path, {"images": images, "labels": labels, "depths": depths})
+    assert matfile_version(str(path)) == (2, 0)  # scipy sees a v7.3 file it cannot read itself
+
+    s = load_dataset("nyuv2", root=path, size=[h, w], val_fraction=0.2)
+    assert s.task_names == ["segment", "depth"] and s.tasks[0].num_classes == 4
+    assert s.input_shape == (3, h, w) and s.info["layout"] == "mat"
+    found = []
+    for split in (s.train, s.val, s.test):
+        for x, seg, depth in zip(split.inputs, split.targets["segment"], split.targets["depth"],
+                                 strict=True):
+            match = [k for k in range(n)
+                     if np.allclose(x.numpy(), images[..., k].transpose(2, 0, 1) / 255.0, atol=1e-6)]
+            assert len(match) == 1
+            k = match[0]
+            found.append(k)
+            want = labels[..., k].astype(np.int64) - 1  # class k -> k - 1, 0 -> ignored (-1)
+            assert np.array_equal(seg.numpy(), want)
+            assert np.allclose(depth.numpy()[0], depths[..., k])
+    assert sorted(found) == list(range(n))
+
+
+def test_nyuv2_mat_v73_without_h5py_names_the_fix(tmp_path, monkeypatch):
+    pytest.importorskip("h5py")
+    path = tmp_path / "nyu.mat"
+    _matlab_v73(path, {"images": np.zeros((8, 8, 3, 2), np.uint8), "labels": np.zeros((8, 8, 2), np.uint16),
+                       "depths": np.ones((8, 8, 2), np.float32)})
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    with pytest.raises(DatasetError, match="install h5py"):
+        load_dataset("nyuv2", root=path)
+
+
+def test_nyuv2_mat_without_the_labelled_variables(tmp_path):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "nyu.mat", {"images": np.zeros((8, 8, 3, 2), np.uint8)})
+    with pytest.raises(DatasetError, match="no variable 'labels'"):
+        load_dataset("nyuv2", root=tmp_path / "nyu.mat")
 
 
 def test_nyuv2_missing_folder_names_the_fix(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mtlsearch.dense_tasks import confusion_metrics, per_sample_loss
+from mtlsearch.dense_tasks import confusion_metrics, edge_weights, per_sample_loss
 from mtlsearch.errors import TaskError
 from mtlsearch.tasks import TaskSpec, get_task_kind, list_task_kinds
 
@@ -141,11 +141,92 @@ def test_normals_median_matches_numpy_on_random_vectors():
 def test_edges_metrics_and_loss_by_hand():
     spec = TaskSpec("e", kind="edges")
     kind = get_task_kind("edges")
+    assert kind.metrics == {"mae": False, "rmse": False, "f1": True}
     target = kind.prepare_targets(spec, [[[1.0, 0.0, math.nan]]])
     out = torch.tensor([[[[0.5, 0.5, 3.0]]]])
     m = kind.compute_metrics(spec, out, target)
-    assert m == pytest.approx({"mae": 0.5, "rmse": 0.5})
+    # At threshold 0.5: pixel 0 a true positive, pixel 1 a false positive, pixel 2 missing.
+    assert m == pytest.approx({"mae": 0.5, "rmse": 0.5, "f1": 2 / 3, "precision": 0.5, "recall": 1.0})
     assert float(kind.loss(spec, out, target)) == pytest.approx(0.5)
+
+
+EDGE_TARGET = [[[[1.0, 0.0, 0.0, 0.0, math.nan]], [[1.0, 1.0, 0.0, 0.0, 0.0]]],
+               [[[0.0, 0.0, 0.0, 0.0, 0.0]], [[0.2, 0.9, 0.6, 0.0, 0.0]]]]  # (2, 2, 1, 5)
+EDGE_OUTPUT = [[[[0.5, 0.5, 0.0, 0.25, 9.0]], [[1.0, 0.0, 0.0, 0.5, 0.0]]],
+               [[[0.0, 0.0, 0.4, 0.0, 0.0]], [[0.0, 1.0, 0.0, 0.0, 0.0]]]]
+
+
+def test_class_balanced_edge_loss_by_hand():
+    spec = TaskSpec("k", kind="edges", out_dim=2, options={"balance": "hed"})
+    kind = get_task_kind("edges")
+    target = kind.prepare_targets(spec, EDGE_TARGET)
+    out = torch.tensor(EDGE_OUTPUT)
+    # Per map (sample, channel), positives (>= 0.5) weigh the negatives' share and vice versa:
+    # map (0,0): 1 positive of 4 valid -> 3/4 and 1/4; map (0,1): 2 of 5 -> 3/5 and 2/5;
+    # map (1,0): no positive -> every pixel 1/2; map (1,1): 2 of 5 (0.2 is negative).
+    w = [[[3 / 4, 1 / 4, 1 / 4, 1 / 4, 0.0], [3 / 5, 3 / 5, 2 / 5, 2 / 5, 2 / 5]],
+         [[1 / 2] * 5, [2 / 5, 3 / 5, 3 / 5, 2 / 5, 2 / 5]]]
+    assert np.allclose(edge_weights(target, spec)[:, :, 0].numpy(), w)
+    err = [[[0.5, 0.5, 0.0, 0.25, 0.0], [0.0, 1.0, 0.0, 0.5, 0.0]],
+           [[0.0, 0.0, 0.4, 0.0, 0.0], [0.2, 0.1, 0.6, 0.0, 0.0]]]
+    num = sum(wi * ei for wm, em in zip(w, err) for wr, er in zip(wm, em) for wi, ei in zip(wr, er))
+    den = sum(sum(sum(r) for r in wm) for wm in w)
+    assert float(kind.loss(spec, out, target)) == pytest.approx(num / den, rel=1e-6)
+    # The plain L1 of the same maps (19 valid pixels), and MAE stays unweighted.
+    plain = TaskSpec("k", kind="edges", out_dim=2)
+    assert float(kind.loss(plain, out, target)) == pytest.approx(sum(map(sum, sum(err, []))) / 19)
+    assert kind.compute_metrics(spec, out, target)["mae"] == pytest.approx(
+        kind.compute_metrics(plain, out, target)["mae"])
+
+
+def test_pos_weight_and_threshold_by_hand():
+    spec = TaskSpec("e", kind="edges", options={"pos_weight": 4.0, "threshold": 0.8})
+    kind = get_task_kind("edges")
+    target = kind.prepare_targets(spec, [[[1.0, 0.5, 0.0, math.nan]]])
+    out = torch.tensor([[[[0.0, 0.9, 0.5, 1.0]]]])
+    # Only 1.0 reaches the threshold 0.8: weights 4, 1, 1; errors 1, 0.4, 0.5.
+    assert float(kind.loss(spec, out, target)) == pytest.approx((4 * 1 + 0.4 + 0.5) / 6)
+    m = kind.compute_metrics(spec, out, target)
+    # Predicted positives: 0.9 (truth 0.5, negative) -> tp 0, fp 1, fn 1.
+    assert (m["f1"], m["precision"], m["recall"]) == (0.0, 0.0, 0.0)
+
+
+def test_edge_detection_scores_accumulate_over_batches():
+    spec = TaskSpec("e", kind="edges", options={"balance": "hed"})
+    kind = get_task_kind("edges")
+    gen = torch.Generator().manual_seed(4)
+    target = (torch.rand(5, 1, 6, 6, generator=gen) > 0.8).float()
+    out = torch.rand(5, 1, 6, 6, generator=gen)
+    acc = kind.new_accumulator(spec)
+    acc.update(out[:2], target[:2])
+    acc.update(out[2:], target[2:])
+    pred, truth = (out >= 0.5).numpy(), (target >= 0.5).numpy()
+    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    m = acc.compute()
+    assert m["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert m["precision"] == pytest.approx(tp / (tp + fp))
+    assert m["recall"] == pytest.approx(tp / (tp + fn))
+    # Nothing to find and nothing found is a perfect score, not a division by zero.
+    empty = kind.compute_metrics(spec, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+    assert empty["f1"] == 1.0
+
+
+def test_balanced_edge_loss_finds_edges_where_plain_l1_predicts_none():
+    """A model that can only tell the band near a boundary (16 pixels, 4 of them edges) from
+    the rest (16 pixels, no edge) and outputs ``v`` on the band, 0 elsewhere: plain L1
+    (4 |1 - v| + 12 |v|) is lowest at v = 0, no edge found; the class-balanced loss
+    (4 * 28/32 |1 - v| + 12 * 4/32 |v|) at v = 1, the edges found."""
+    target = torch.zeros(1, 1, 4, 8)
+    target[0, 0, 1, :4] = 1.0
+    band = torch.zeros(1, 1, 4, 8, dtype=torch.bool)
+    band[0, 0, :2] = True
+    kind = get_task_kind("edges")
+    values = torch.linspace(0, 1, 11)
+    for balance, best in (("none", 0.0), ("hed", 1.0)):
+        spec = TaskSpec("e", kind="edges", options={"balance": balance})
+        losses = [float(kind.loss(spec, band.float() * v, target)) for v in values]
+        assert float(values[int(np.argmin(losses))]) == pytest.approx(best)
+        assert losses[0] != pytest.approx(losses[-1])
 
 
 def test_per_sample_loss_marks_unlabelled_samples():
@@ -174,6 +255,14 @@ def test_bad_labels_name_the_problem(spec_kwargs, labels, message):
 def test_bad_specs_name_the_problem():
     with pytest.raises(TaskError, match="num_classes"):
         TaskSpec("s", kind="segmentation")
+    with pytest.raises(TaskError, match="balance"):
+        TaskSpec("e", kind="edges", options={"balance": "focal"})
+    with pytest.raises(TaskError, match="pos_weight"):
+        TaskSpec("e", kind="edges", options={"pos_weight": 0})
+    with pytest.raises(TaskError, match="not both"):
+        TaskSpec("e", kind="edges", options={"pos_weight": 2.0, "balance": "hed"})
+    with pytest.raises(TaskError, match="threshold"):
+        TaskSpec("e", kind="edges", options={"threshold": "high"})
     with pytest.raises(TaskError, match="head"):
         TaskSpec("d", kind="depth", options={"head": "fcn"})
     with pytest.raises(TaskError, match="size"):

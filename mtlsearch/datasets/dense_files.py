@@ -138,30 +138,52 @@ def _nyu_npy(folder: Path, size: tuple[int, int], limit: int | None) -> dict[str
     }
 
 
-def _read_mat(path: Path) -> dict[str, np.ndarray]:
-    import scipy.io
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-    try:
-        mat = scipy.io.loadmat(path, variable_names=["images", "labels", "depths"])
-        return {k: np.asarray(mat[k]) for k in ("images", "labels", "depths")}
-    except NotImplementedError:  # MATLAB v7.3 is HDF5
-        pass
-    except KeyError as exc:
-        raise DatasetError(f"nyuv2: {path} has no variable {exc}; pass the labelled NYU v2 .mat") from None
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file: the signature sits at byte 0 or, after a user block
+    (MATLAB v7.3 writes a 512-byte one holding its text header), at 512, 1024, 2048, ..."""
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            f.seek(offset)
+            head = f.read(len(HDF5_SIGNATURE))
+            if head == HDF5_SIGNATURE:
+                return True
+            if len(head) < len(HDF5_SIGNATURE):
+                return False
+            offset = 512 if offset == 0 else offset * 2
+
+
+def _read_mat(path: Path) -> dict[str, np.ndarray]:
+    """``images (H, W, 3, N)``, ``labels (H, W, N)``, ``depths (H, W, N)`` as MATLAB sees them."""
+    names = ("images", "labels", "depths")
+    if not _is_hdf5(path):
+        import scipy.io
+
+        try:
+            mat = scipy.io.loadmat(path, variable_names=list(names))
+        except (ValueError, NotImplementedError) as exc:
+            raise DatasetError(f"nyuv2: {path} cannot be read as a MATLAB file: {exc}") from None
+        missing = [k for k in names if k not in mat]
+        if missing:
+            raise DatasetError(f"nyuv2: {path} has no variable {missing[0]!r}; pass the labelled NYU v2 .mat")
+        return {k: np.asarray(mat[k]) for k in names}
     try:
         import h5py
     except ImportError:
         raise DatasetError(
-            f"nyuv2: {path} is a MATLAB v7.3 (HDF5) file; install h5py (pip install h5py) "
-            "or use the preprocessed .npy layout"
+            f"nyuv2: {path} is a MATLAB v7.3 (HDF5) file; install h5py (pip install h5py, or "
+            "pip install 'mtlsearch[nyu]') or use the preprocessed .npy layout"
         ) from None
     with h5py.File(path, "r") as f:
-        # h5py sees MATLAB's arrays transposed: images (N, 3, W, H), labels/depths (N, W, H).
-        return {
-            "images": np.asarray(f["images"]).transpose(3, 2, 1, 0),
-            "labels": np.asarray(f["labels"]).transpose(2, 1, 0),
-            "depths": np.asarray(f["depths"]).transpose(2, 1, 0),
-        }
+        missing = [k for k in names if k not in f]
+        if missing:
+            raise DatasetError(f"nyuv2: {path} has no variable {missing[0]!r}; pass the labelled NYU v2 .mat")
+        # MATLAB writes column-major arrays, so h5py sees every axis reversed: images
+        # (N, 3, W, H), labels/depths (N, W, H). Reversing them gives MATLAB's view back.
+        return {k: np.asarray(f[k]).transpose(*reversed(range(f[k].ndim))) for k in names}
 
 
 def _nyu_mat(path: Path, size: tuple[int, int], limit: int | None) -> dict[str, np.ndarray]:

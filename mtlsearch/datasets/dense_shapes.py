@@ -12,7 +12,9 @@ appearance. The labels come from the geometry:
 - ``depth``: the z-buffer; a ``missing_depth`` share of pixels, in rectangular holes like a
   depth sensor's, is 0 (invalid);
 - ``normals``: unit surface normals (sphere: radial; plane and boxes: from their tilt);
-- ``edges``: 1 on occlusion and class boundaries, 0 elsewhere.
+- ``edges``: 1 on occlusion and class boundaries, 0 elsewhere (about 12 % of the pixels at
+  32x32, 6 % at 64x64); trained with the class-balanced L1 loss (``options["balance"] = "hed"``) unless
+  ``edge_balance="none"``, since plain L1 is minimised by predicting no edges at all.
 
 Example:
     >>> from mtlsearch.datasets.dense_shapes import load_dense_shapes
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..data import DatasetSplits, MultiTaskDataset, split_indices
+from ..dense_tasks import EDGE_BALANCES
 from ..errors import DatasetError
 from ..tasks import TaskSpec
 from ._common import check_fractions, check_int, check_seed
@@ -152,6 +155,7 @@ def load_dense_shapes(
     head_channels: int | None = None,
     missing_depth: float = 0.05,
     ignore_boundary: bool = True,
+    edge_balance: str = "hed",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
 ) -> DatasetSplits:
@@ -167,6 +171,8 @@ def load_dense_shapes(
         head_channels: Hidden channels of the heads (default: half the feature channels).
         missing_depth: Share of pixels, in rectangular holes, whose depth is missing.
         ignore_boundary: Give the pixels along object boundaries the ignore label 255.
+        edge_balance: Weighting of the ``edges`` loss (its spec's ``options["balance"]``):
+            ``"hed"`` (class-balanced, the default) or ``"none"`` (plain L1).
         val_fraction: Share of scenes held out for validation.
         test_fraction: Share held out for testing.
 
@@ -196,6 +202,8 @@ def load_dense_shapes(
         head_channels = check_int(name, "head_channels", head_channels)
     if isinstance(missing_depth, bool) or not isinstance(missing_depth, (int, float)) or not 0 <= missing_depth < 0.5:
         raise DatasetError(f"{name}: missing_depth={missing_depth!r} must be a number in [0, 0.5)")
+    if edge_balance not in EDGE_BALANCES:
+        raise DatasetError(f"{name}: edge_balance={edge_balance!r}; use one of {list(EDGE_BALANCES)}")
     val_fraction, test_fraction = check_fractions(name, val_fraction, test_fraction)
 
     rng = np.random.default_rng(seed)
@@ -209,7 +217,7 @@ def load_dense_shapes(
                             options={**options, "ignore_index": IGNORE}),
         "depth": TaskSpec("depth", kind="depth", options=dict(options)),
         "normals": TaskSpec("normals", kind="normals", options=dict(options)),
-        "edges": TaskSpec("edges", kind="edges", options=dict(options)),
+        "edges": TaskSpec("edges", kind="edges", options={**options, "balance": edge_balance}),
     }
     specs = [kinds[t] for t in tasks]
     idx = split_indices(n_samples, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
@@ -232,6 +240,7 @@ def load_dense_shapes(
             "head_channels": head_channels,
             "missing_depth": float(missing_depth),
             "ignore_boundary": bool(ignore_boundary),
+            "edge_balance": edge_balance,
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
         },

@@ -86,8 +86,11 @@ def setup(seed: int, s: Mapping[str, Any]) -> SearchContext:
                         edge_balance=s["edge_balance"])
     space = create_space("dilated_resnet18", input_shape=(3, s["size"], s["size"]), width=s["width"],
                          small_input=s["small_input"], output_stride=s["output_stride"])
+    # Channels-last stays off on the CPU: with torch 2.15 the backward pass of a strided 1x1
+    # convolution on a channels-last 64x64 map (the ResNet projection) crashes (SIGSEGV).
+    channels_last = False if str(s["device"]).startswith("cpu") else None
     budget = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
-                         device=s["device"], amp=s["amp"])
+                         device=s["device"], amp=s["amp"], channels_last=channels_last)
     return SearchContext(data=data, space=space, budget=budget, seed=seed, cache=ResultCache())
 
 

@@ -318,8 +318,9 @@ def render_engine(data: Mapping[str, Any], images: Path | None = None,
             "",
             "**Memory format.** The same materialized model and weights, contiguous (NCHW) "
             "against channels-last (NHWC), train step with the engine's losses and inference. "
-            "The trainer uses channels-last for image inputs by default (`TrainConfig."
-            "channels_last=None`), on the CPU too; target: channels-last is not slower.",
+            "The trainer uses channels-last for image inputs by default on CUDA; on the CPU it "
+            "is opt-in (`TrainConfig(channels_last=True)`: a PyTorch CPU kernel crashes on some "
+            "shapes, see docs/gpu.md); target: channels-last is not slower.",
             "",
             table(["model", "measure", "contiguous ms", "channels-last ms", "speed-up"],
                   [[m["model"], m["measure"], _f(m["contiguous_ms"], 3),
@@ -677,11 +678,19 @@ SPEEDUPS = [
     "nodes per graph: at 312 tasks an epoch with merging went from **6.91x to 1.52x** a plain "
     "epoch (34.4 s to 7.3 s, 4.7x faster; `bench_gradient_merge.py --part cost --quick`, "
     "before and after the change, each ratio side by side with a plain epoch).",
-    "**Convolutions and max-pooling on the CPU.** In the profile of the README's main job "
-    "the small CNN's max-pool took almost as long as its convolutions: PyTorch's CPU "
-    "max-pool is about 10x slower on contiguous (NCHW) tensors than on channels-last ones. "
-    "The trainer now uses channels-last for image inputs on the CPU as well as on CUDA; "
-    "section a's memory-format table gives the current speed-ups (train steps 1.2-1.8x).",
+    "**The single-task networks were trained twice.** The profile of the README's main job "
+    "showed `affinity_tree`'s estimator training the very single-task networks the "
+    "reference had just trained. `SearchContext.single_task_model()` now trains them once "
+    "per context key and process: `affinity_tree`'s trial went from 1.30x to 0.72x a "
+    "`single_task` trial (8.4 s to 4.8 s, `bench_search_cost.py`), the main job from 215 s to "
+    "194 s.",
+    "**Convolutions and max-pooling on the CPU.** In the same profile the small CNN's "
+    "max-pool took almost as long as its convolutions: PyTorch's CPU max-pool is about 10x "
+    "slower on contiguous (NCHW) tensors than on channels-last ones. Channels-last is the "
+    "default on CUDA; on the CPU it is opt-in (`TrainConfig(channels_last=True)`, section a's "
+    "memory-format table: train steps 1.2-1.5x faster) because a PyTorch 2.15 CPU kernel "
+    "segfaults on a channels-last 1x1 stride-2 convolution's backward at 64x64 (docs/gpu.md). "
+    "The main-job figures in section e are measured with the default (contiguous on the CPU).",
     "**Evaluation without host synchronisation.** Counting each task's valid labels read a "
     "number back from the device per task and batch (312 reads per batch for task "
     "routing); the counts now stay on the device until the end. This matters on a GPU only "

@@ -82,8 +82,8 @@ class TrainConfig:
         eval_batch_size: Batch size for evaluation.
         amp: bf16 autocast; ``None`` turns it on where the GPU supports bf16 (never on the
             CPU).
-        channels_last: Channels-last memory format for image inputs; ``None`` = on CUDA and
-            the CPU (faster convolutions and pooling on both).
+        channels_last: Channels-last memory format for image inputs; ``None`` = on CUDA
+            (on the CPU it is faster too, but opt-in: see docs/gpu.md).
         compile: Run the forward pass through ``torch.compile`` (every materialized model
             compiles, routed masks and skips included; worth it for long runs).
         data_on_device: Keep the whole dataset on the GPU; ``None`` = when it takes at most a

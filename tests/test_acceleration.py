@@ -41,12 +41,11 @@ def _model(seed: int = 0):
 
 def test_automatic_choices_on_the_cpu():
     accel = resolve(TrainConfig(), torch.device("cpu"), input_ndim=4, datasets=(_images(),))
-    # Channels-last only: it makes oneDNN's convolutions and pooling faster on the CPU too.
+    # All off: channels-last is opt-in on the CPU (a torch CPU kernel crashes on some shapes).
     assert (accel.amp, accel.channels_last, accel.compile, accel.data_on_device) == (
-        False, True, False, False,
+        False, False, False, False,
     )
-    assert not resolve(TrainConfig(), torch.device("cpu"), input_ndim=2).channels_last
-    assert not resolve(TrainConfig(channels_last=False), torch.device("cpu"), input_ndim=4).channels_last
+    assert resolve(TrainConfig(channels_last=True), torch.device("cpu"), input_ndim=4).channels_last
 
 
 def test_explicit_choices_are_honoured_and_checked_against_the_input():

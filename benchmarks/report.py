@@ -681,9 +681,9 @@ SPEEDUPS = [
     "**The single-task networks were trained twice.** The profile of the README's main job "
     "showed `affinity_tree`'s estimator training the very single-task networks the "
     "reference had just trained. `SearchContext.single_task_model()` now trains them once "
-    "per context key and process: `affinity_tree`'s trial went from 1.30x to 0.72x a "
-    "`single_task` trial (8.4 s to 4.8 s, `bench_search_cost.py`), the main job from 215 s to "
-    "194 s.",
+    "per context key and process: `affinity_tree`'s trial went from 1.30x to 0.65-0.72x a "
+    "`single_task` trial of the same run (`bench_search_cost.py`, before and after; section "
+    "d has the current figure).",
     "**Convolutions and max-pooling on the CPU.** In the same profile the small CNN's "
     "max-pool took almost as long as its convolutions: PyTorch's CPU max-pool is about 10x "
     "slower on contiguous (NCHW) tensors than on channels-last ones. Channels-last is the "

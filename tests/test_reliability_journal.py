@@ -83,7 +83,13 @@ def start_worker(storage: str, study: str, trials: int, folder: Path, *, faulty:
     else:
         cmd = [sys.executable, "-m", "mtlsearch", *args]
     return subprocess.Popen(cmd, env=_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    # A test suite started as a background job (`cmd &` in a script) inherits SIGINT ignored,
+    # and so would the worker: give it the terminal's default so the Ctrl-C test means it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:

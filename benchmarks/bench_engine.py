@@ -99,7 +99,7 @@ def hand_small_cnn() -> HandWritten:
     return HandWritten(trunk, 32, N_TASKS)
 
 
-def hand_resnet18(width: int) -> HandWritten:
+def hand_resnet18(width: int, n_tasks: int = N_TASKS) -> HandWritten:
     """ResNet-18 with a CIFAR-style stem (3x3 conv, no max-pool), by hand."""
 
     def down(cin: int, cout: int) -> nn.Sequential:
@@ -119,7 +119,7 @@ def hand_resnet18(width: int) -> HandWritten:
         BasicBlock(4 * w, 8 * w, stride=2, downsample=down(4 * w, 8 * w)),
         BasicBlock(8 * w, 8 * w),
     )
-    return HandWritten(trunk, 8 * w, N_TASKS)
+    return HandWritten(trunk, 8 * w, n_tasks)
 
 
 def copy_weights(model: MultiTaskModel, hand: HandWritten) -> None:

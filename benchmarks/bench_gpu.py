@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import HandWritten, copy_weights, hand_resnet18, interleaved  # noqa: E402
+from bench_engine import copy_weights, hand_resnet18, interleaved  # noqa: E402
 
 from mtlsearch import create_space  # noqa: E402
 from mtlsearch.data import from_arrays  # noqa: E402
@@ -104,7 +104,7 @@ def bench_throughput(
         torch.manual_seed(0)
         model = materialize(SharingGraph.hard_sharing(tasks, space.num_blocks), space,
                             [TaskSpec(t) for t in tasks]).to(device)
-        hand = _hand(width, n_tasks)
+        hand = hand_resnet18(width, n_tasks)
         copy_weights(model, hand)
         hand.to(device)
         xin = x
@@ -134,11 +134,6 @@ def bench_throughput(
     for row in rows:
         row["speedup_vs_fp32"] = base / row["mtlsearch_ms"]
     return rows
-
-
-def _hand(width: int, n_tasks: int) -> HandWritten:
-    hand = hand_resnet18(width)
-    return HandWritten(hand.trunk, 8 * width, n_tasks)
 
 
 # ---------------------------------------------------------------------------------------------

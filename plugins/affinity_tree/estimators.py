@@ -50,9 +50,7 @@ def train_single_task(ctx: Any) -> MultiTaskModel:
     This is the very run :meth:`SearchContext.reference` makes, so its metrics are stored as
     the reference when none is cached yet (saving the engine that training).
     """
-    model = ctx.single_task_model() if hasattr(ctx, "single_task_model") else (
-        ctx.train(ctx.new_graph("single_task")).model
-    )
+    model = ctx.single_task_model()
     key = ctx.key("single_task_reference")
     if ctx.cache.get(key) is None:
         ctx.cache.put(key, {"val": ctx.evaluate(model, "val"), "test": ctx.evaluate(model, "test")})

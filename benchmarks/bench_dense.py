@@ -294,7 +294,7 @@ def to_markdown(report: Mapping[str, Any], image_link: str = "images") -> str:
     size, n = s["size"], s["n_samples"]
     feat = size * 4 // s["output_stride"] if s["small_input"] else size // s["output_stride"]
     lines = [
-        HEADING, "",
+        HEADING + (": smoke run (`--quick`)" if s["preset"] == "quick" else ""), "",
         f"Every strategy ({_names(list(rows))}) with its default settings, one trial each "
         "through `run_strategy` (`affinity_tree` with `estimator=\"rsa\"`, since the default "
         "`full` estimator retrains 2·L·N models), on the generated dense dataset: four tasks "
@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder the markdown links the picture from (default images, "
                              "as seen from docs/)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
-                        help="only report the --json files written by earlier runs")
+                        help="only report the --json files written by earlier runs (with --json: "
+                             "also write the merged report there)")
     parser.add_argument("--picture", nargs="?", const=str(PICTURE), default=None, metavar="PATH",
                         help=f"draw the predictions picture (default path {PICTURE.relative_to(ROOT)})")
     return parser
@@ -418,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv))
     if args.merge:
         report = merge(args.merge, command)
+        if args.json:  # the merged report, e.g. to record it
+            args.json.write_text(json.dumps(_clean(report), indent=1))
     else:
         torch.set_num_threads(args.threads)
         unknown = set(args.strategies) - set(list_strategies())

@@ -50,6 +50,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# bench_dense.py's meaningful preset, 3 seeds: too long for the suite, so recorded once.
+RECORDED_DENSE = HERE / "recorded" / "dense_meaningful.md"
 if str(HERE) not in sys.path:  # `report` sits next to this file
     sys.path.insert(0, str(HERE))
 
@@ -248,6 +250,20 @@ def _why(part: str, status: Mapping[str, Mapping[str, Any]], jobs: Mapping[str, 
     return f"the {part} part was not run (run `python benchmarks/run_all.py --only {part}`)"
 
 
+def _with_recorded_dense(recorded: Path, smoke: str | None, why: str) -> str:
+    """The dense section: the recorded meaningful-size run, then the suite's smoke run under it."""
+    rel = recorded.relative_to(ROOT) if recorded.is_relative_to(ROOT) else recorded
+    seeds = recorded.with_suffix("")
+    seeds_rel = seeds.relative_to(ROOT) if seeds.is_relative_to(ROOT) else seeds
+    note = (f"*Recorded run, not repeated by the suite (about 70 min on 2 CPU cores): "
+            f"`{rel}`, rendered from the per-seed JSON in `{seeds_rel}/` by "
+            f"`python benchmarks/bench_dense.py --merge {seeds_rel}/seed*.json "
+            f"--markdown {rel}`.*")
+    smoke = (report.demote_headings(smoke, 1) if smoke is not None else
+             "### Smoke run (`--quick`)\n\n" + report.not_generated(why))
+    return "\n\n".join([recorded.read_text(encoding="utf-8").strip(), note, smoke])
+
+
 def _source(part: str, status: Mapping[str, Mapping[str, Any]], ran: Sequence[str]) -> str:
     st = status.get(part)
     if not st:
@@ -260,7 +276,8 @@ def _source(part: str, status: Mapping[str, Mapping[str, Any]], ran: Sequence[st
 def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds: float | None,
              ran: Sequence[str] = (), jobs: Mapping[str, Job] | None = None,
              date: str | None = None, draw: bool = True,
-             machine: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+             machine: Mapping[str, Any] | None = None,
+             recorded_dense: Path | None = RECORDED_DENSE) -> tuple[Path, Path]:
     """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON/markdown in ``out``.
 
     Args:
@@ -271,6 +288,8 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
         jobs: The jobs (for the reasons of skipped parts); ``date``: default now.
         draw: Draw the plots (``docs/images/bench_*.png``/``.svg``).
         machine: :func:`report.machine_info` of the run (default: this machine, now).
+        recorded_dense: The recorded dense results at the meaningful size; when the file
+            exists it heads the dense section and the suite's own (smoke) run follows it.
 
     Returns:
         The paths of the two documents.
@@ -372,8 +391,10 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
         text = md.read_text(encoding="utf-8").strip() if ok else ""
         if ok and not text.startswith("#"):
             text = f"## {title}\n\n{text}"
-        parts.append((title, text + _source(part, status, ran) if ok else None,
-                      _why(part, status, jobs)))
+        text = text + _source(part, status, ran) if ok else None
+        if part == "dense" and recorded_dense is not None and recorded_dense.exists():
+            text = _with_recorded_dense(recorded_dense, text, _why(part, status, jobs))
+        parts.append((title, text, _why(part, status, jobs)))
     results_path = docs / "results.md"
     results_path.write_text(report.assemble_results(results_head, parts), encoding="utf-8")
     return bench_path, results_path

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  mtlsearch search --trials 20 --epochs 5\n"
             "  mtlsearch search --strategy random_tree --dataset synthetic --space mlp \\\n"
             "      --dataset-arg n_tasks=6 --storage journal:runs/study.log --study s1\n"
+            "  mtlsearch search --strategy gumbel_policy --dataset dense_shapes \\\n"
+            "      --dataset-arg size=32 --space dilated_resnet18   # segmentation, depth, ...\n"
             "Run the same command again to resume an interrupted study.")
     p.add_argument("--strategy", default="random_tree", help="strategy (default %(default)s)")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",

@@ -124,3 +124,24 @@ def test_dense_task_images_by_hand():
     assert np.allclose(edges[0, :, 0], [0.0, 0.45, 1.0])  # channels' max; 1 black, missing white
     with pytest.raises(ValueError, match="dense kinds"):
         dense_task_image("binary", np.zeros(2))
+
+
+def test_command_line_search_export_predict_on_dense_tasks(tmp_path, capsys):
+    """What a user types: search a dense dataset, export the best trial, predict maps."""
+    out = tmp_path / "search"
+    code = main(["search", "-q", "--dataset", "dense_shapes", "--dataset-arg", "n_samples=30",
+                 "--dataset-arg", "size=16", "--space", "dilated_resnet18", "--space-arg",
+                 "width=4", "--epochs", "1", "--batch-size", "16", "--trials", "1",
+                 "--out", str(out)])
+    assert code == 0
+    storage = f"sqlite:///{out / 'study.db'}"
+    assert main(["export", "-q", "--storage", storage, "--best", "--out",
+                 str(tmp_path / "model")]) == 0
+    model = load(tmp_path / "model")
+    kinds = {t.name: t.kind for t in model.task_specs}
+    assert kinds == {"segment": "segmentation", "depth": "depth", "normals": "normals",
+                     "edges": "edges"}
+    x = load_dataset("dense_shapes", n_samples=30, size=16).test.inputs.numpy()[:2]
+    maps = predict(model, x)
+    assert maps["segment"].shape == (2, 16, 16) and maps["normals"].shape == (2, 3, 16, 16)
+    capsys.readouterr()

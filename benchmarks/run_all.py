@@ -255,7 +255,7 @@ def _with_recorded_dense(recorded: Path, smoke: str | None, why: str) -> str:
     rel = recorded.relative_to(ROOT) if recorded.is_relative_to(ROOT) else recorded
     seeds = recorded.with_suffix("")
     seeds_rel = seeds.relative_to(ROOT) if seeds.is_relative_to(ROOT) else seeds
-    note = (f"*Recorded run, not repeated by the suite (about 70 min on 2 CPU cores): "
+    note = (f"*Recorded run, not repeated by the suite (about an hour on 2 CPU cores): "
             f"`{rel}`, rendered from the per-seed JSON in `{seeds_rel}/` by "
             f"`python benchmarks/bench_dense.py --merge {seeds_rel}/seed*.json "
             f"--markdown {rel}`.*")

@@ -2,7 +2,7 @@
 docs/results.md includes: the page must be what bench_dense.py renders from the per-seed
 JSON kept beside it, over at least three seeds of every strategy.
 
-Nothing here trains: the recorded run took about 70 minutes on 2 CPU cores.
+Nothing here trains: the recorded run took about an hour on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -46,7 +44,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mtlsearch.context import ResultCache, SearchContext
@@ -56,6 +53,10 @@ from mtlsearch.registry import create_space, create_strategy, list_strategies, l
 from mtlsearch.scoring import delta_mtl
 from mtlsearch.train import TrainConfig
 from mtlsearch.viz_dense import draw_dense_predictions
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report as report_helpers  # noqa: E402  (the scripts' own `report` is their results)
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURE = ROOT / "docs" / "images" / "dense_predictions"
@@ -279,14 +280,8 @@ def findings(rows: Mapping[str, Sequence[Mapping[str, Any]]], levels: Mapping[st
 def machine(settings: Mapping[str, Any]) -> str:
     if str(settings["device"]).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}" + (", bf16 autocast" if settings["amp"] else "")
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU ({cpu}, {cores} cores, {settings['threads']} torch thread(s) per process)"
+    return (f"CPU ({report_helpers.cpu_model()}, {report_helpers.usable_cores()} cores, "
+            f"{settings['threads']} torch thread(s) per process)")
 
 
 def to_markdown(report: Mapping[str, Any], image_link: str = "images") -> str:
@@ -419,8 +414,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv))
     if args.merge:
         report = merge(args.merge, command)
-        if args.json:  # the merged report, e.g. to record it
-            args.json.write_text(json.dumps(_clean(report), indent=1))
     else:
         torch.set_num_threads(args.threads)
         unknown = set(args.strategies) - set(list_strategies())
@@ -431,25 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run(settings)
         report.update(settings=settings, machine=machine(settings), commands=[command],
                       wall_seconds=time.perf_counter() - start)
-        if args.json:
-            args.json.write_text(json.dumps(_clean(report), indent=1))
+    if args.json:  # raw results, or with --merge the merged report (e.g. to record it)
+        args.json.write_text(json.dumps(report_helpers.json_ready(report), indent=1))
     print_table(report)
     if args.markdown:
         args.markdown.write_text(to_markdown(report, args.image_link))
         print(f"wrote {args.markdown}")
     return 0
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN -> None, tuples -> lists, numpy scalars -> floats."""
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if value != value or value in (math.inf, -math.inf) else value
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import platform
 import resource
 import statistics
@@ -63,6 +62,10 @@ from mtlsearch.grouping import (
 )
 from mtlsearch.scoring import metric_directions
 from mtlsearch.viz import save_figure
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report as report_helpers  # noqa: E402  (the scripts' own `report` is their results)
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Vector datasets"
@@ -481,21 +484,13 @@ def ari_findings(results: Mapping[str, Mapping[str, Any]], strategies: Sequence[
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = report_helpers.cpu_model()
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=False).stdout.strip() or None
     except OSError:
         commit = None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu, "cores": report_helpers.usable_cores(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "commit": commit,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -569,17 +564,6 @@ def to_markdown(report: Mapping[str, Any], image_link: str) -> str:
 
 
 # ------------------------------------------------------------------------------ driver
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN -> None, tuples -> lists."""
-    if isinstance(value, float):
-        return None if value != value or value in (math.inf, -math.inf) else value
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
     b = dict(BUDGETS["quick" if args.quick else "full"])
     if args.trials:
@@ -706,7 +690,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    "cpu_seconds": times.get("cpu_seconds"), "summary": summary,
                                    "leaderboard": board}
     if args.json:
-        Path(args.json).write_text(json.dumps(_clean(report), indent=1), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(report_helpers.json_ready(report), indent=1), encoding="utf-8")
     if args.markdown:
         Path(args.markdown).write_text(to_markdown(report, args.image_link), encoding="utf-8")
     return report

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 # --------------------------------------------------------------------------- targets
 
 #: mtlsearch / hand-written, train step and inference (bench_engine.py writes its own per row).
@@ -174,18 +176,38 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 # --------------------------------------------------------------------------- machine, header
 
 
-def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """CPU model, cores, torch and Python versions, the device, load average."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int | None:
+    """Cores this process may run on (its affinity), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def json_ready(value: Any) -> Any:
+    """For ``json.dumps`` without NaN: NaN/inf -> None, tuples -> lists, numpy floats -> float."""
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if value != value or value in (math.inf, -math.inf) else value
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """CPU model, cores, torch and Python versions, the device, load average."""
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.machine()}",

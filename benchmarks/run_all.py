@@ -252,9 +252,7 @@ def _why(part: str, status: Mapping[str, Mapping[str, Any]], jobs: Mapping[str, 
 
 def _with_recorded_dense(recorded: Path, smoke: str | None, why: str) -> str:
     """The dense section: the recorded meaningful-size run, then the suite's smoke run under it."""
-    rel = recorded.relative_to(ROOT) if recorded.is_relative_to(ROOT) else recorded
-    seeds = recorded.with_suffix("")
-    seeds_rel = seeds.relative_to(ROOT) if seeds.is_relative_to(ROOT) else seeds
+    rel, seeds_rel = _rel(recorded), _rel(recorded.with_suffix(""))
     note = (f"*Recorded run, not repeated by the suite (about an hour on 2 CPU cores): "
             f"`{rel}`, rendered from the per-seed JSON in `{seeds_rel}/` by "
             f"`python benchmarks/bench_dense.py --merge {seeds_rel}/seed*.json "

@@ -107,7 +107,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mtlsearch`` and its subcommands."""
-    from .comparison import DEFAULT_EPOCHS, DEFAULT_TRIALS
+    from .comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     common = _common()
     parser = argparse.ArgumentParser(
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="median, percentile, hyperband, successive_halving or none "
                         "(single-objective studies only; default median)")
     s.add_argument("--timeout", type=float, default=None, help="start no trial after SECONDS")
+    s.add_argument("--compute", default=None,
+                   help="start no trial once the study spent this much compute: training "
+                        "MACs, or Nx = N hard-sharing trainings (default: --trials alone)")
     p.set_defaults(func=cmd_search)
 
     p = add("compare", "Run several strategies over several seeds and write a report.",
@@ -157,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list (default: every registered strategy)")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="default 0,1,2")
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
-                   help="trials per search (default %(default)s)")
+                   help="most trials per search (default %(default)s)")
+    p.add_argument("--compute", default=DEFAULT_COMPUTE,
+                   help="equal compute per search: training MACs, or Nx = N hard-sharing "
+                        "trainings; 'none' = equal trials instead (default %(default)s)")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[],
@@ -305,7 +311,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         study_name=args.study, objectives=args.objectives, pruner=args.pruner,
         dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
         strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
-        timeout=args.timeout,
+        timeout=args.timeout, compute=_search_compute(args),
     )
     if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
@@ -315,6 +321,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"\nnext: mtlsearch show --storage {storage} --study {name}\n"
               f"      mtlsearch export --storage {storage} --study {name} --best --out best-model")
     return 0
+
+
+def _search_compute(args: argparse.Namespace) -> float | None:
+    """``--compute`` in MACs; ``Nx`` is N trainings of a hard-sharing network."""
+    if args.compute is None:
+        return None
+    from .comparison import compute_unit, parse_compute
+    from .registry import load_dataset
+
+    unit = 0.0
+    if str(args.compute).strip().lower().endswith("x"):
+        data = load_dataset(args.dataset, **dict(args.dataset_arg))
+        unit = compute_unit(data, args.space, _budget(args, DEFAULT_SEARCH_EPOCHS),
+                            dict(args.space_arg))
+    return parse_compute(args.compute, unit)
 
 
 def _per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -334,6 +355,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     board = compare(
         strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
         trials=args.trials, budget=_budget(args, DEFAULT_EPOCHS),
+        compute=None if str(args.compute).lower() == "none" else args.compute,
         out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
         strategy_kwargs=_per_strategy(args.strategy_arg), storage=args.storage,
         progress=not args.quiet and not args.json, show=not args.json,

@@ -40,6 +40,9 @@ __all__ = [
     "DEFAULT_EPOCHS",
     "DEFAULT_TRIALS",
     "DEFAULT_SEEDS",
+    "DEFAULT_COMPUTE",
+    "compute_unit",
+    "parse_compute",
     "QUICK_STRATEGY_KWARGS",
 ]
 
@@ -47,8 +50,10 @@ log = logging.getLogger(__name__)
 
 # Defaults sized so `mtlsearch compare` ends in a few minutes on two CPU cores.
 DEFAULT_EPOCHS = 3
-DEFAULT_TRIALS = 2
+DEFAULT_TRIALS = 12
 DEFAULT_SEEDS = (0, 1, 2)
+#: Equal compute per search, in hard-sharing trainings (see :func:`compute_unit`).
+DEFAULT_COMPUTE = "6x"
 #: What compare passes to strategies whose full method trains many networks per trial, so the
 #: default comparison finishes in minutes. Giving ``strategy_kwargs`` for a strategy replaces
 #: its entry (``{"affinity_tree": {"estimator": "full"}}`` runs the paper's estimator).
@@ -103,11 +108,14 @@ class Leaderboard:
         table = Table(title=f"Leaderboard ({seeds} seeds, mean ± std)")
         for name, justify in (("#", "right"), ("strategy", "left"), ("Δ_MTL val %", "right"),
                               ("Δ_MTL test %", "right"), ("params", "right"), ("MACs", "right"),
-                              ("search s", "right"), ("runs", "right")):
+                              ("trials", "right"), ("compute", "right"), ("search s", "right"),
+                              ("runs", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        unit = self.settings.get("compute_unit_macs")
         for i, r in enumerate(self.rows, 1):
             table.add_row(str(i), r["strategy"], _pm(r["delta_mtl"]), _pm(r["delta_mtl_test"]),
-                          _count(r["params"]), _count(r["macs"]),
+                          _count(r["params"]), _count(r["macs"]), _trials(r),
+                          _compute(r.get("compute_macs"), unit),
                           "-" if r["search_seconds"] is None else f"{r['search_seconds']:.1f}",
                           f"{r['n_runs']}/{seeds}")
         return table
@@ -126,16 +134,21 @@ class Leaderboard:
             f"{s['trials']} trials per search, {budget.get('epochs')} epochs, batch "
             f"{budget.get('batch_size')}, lr {budget.get('lr')}. Δ_MTL is the mean relative "
             "gain over single-task networks (percent, higher is better); each seed keeps the "
-            "trial with the best validation Δ_MTL.", "",
+            "trial with the best validation Δ_MTL (the test split never chooses).", "",
+            _compute_sentence(s), "",
             "## Leaderboard", "",
-            "| # | strategy | Δ_MTL val % | Δ_MTL test % | params | MACs | search s | runs |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|",
+            "| # | strategy | Δ_MTL val % | Δ_MTL test % | params | MACs | trials | compute "
+            "| search s | runs |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        unit = s.get("compute_unit_macs")
         for i, r in enumerate(self.rows, 1):
             secs = "-" if r["search_seconds"] is None else f"{r['search_seconds']:.1f}"
             lines.append(f"| {i} | {r['strategy']} | {_pm(r['delta_mtl'])} | "
                          f"{_pm(r['delta_mtl_test'])} | {_count(r['params'])} | "
-                         f"{_count(r['macs'])} | {secs} | {r['n_runs']}/{len(s['seeds'])} |")
+                         f"{_count(r['macs'])} | {_trials(r)} | "
+                         f"{_compute(r.get('compute_macs'), unit)} | {secs} | "
+                         f"{r['n_runs']}/{len(s['seeds'])} |")
         failed = [r for r in self.runs if r.get("error")]
         if failed:
             lines += ["", "Runs without a complete trial:", ""]
@@ -160,6 +173,69 @@ class Leaderboard:
             if path:
                 lines += ["", f"### {caption}", "", f"![{caption}]({path})"]
         return "\n".join(lines) + "\n"
+
+
+def _trials(row: Mapping[str, Any]) -> str:
+    n = row.get("n_trials")
+    return "-" if n is None else f"{n:.1f}".removesuffix(".0")
+
+
+def _compute(macs: float | None, unit: float | None) -> str:
+    """Compute in units of one hard-sharing training (``4.2x``), or raw MACs without a unit."""
+    if macs is None or macs != macs:
+        return "-"
+    if unit:
+        return f"{macs / unit:.1f}x"
+    return f"{macs:.3g}"
+
+
+def _compute_sentence(settings: Mapping[str, Any]) -> str:
+    unit = settings.get("compute_unit_macs")
+    unit_text = (f"compute is training MACs in units of one hard-sharing training "
+                 f"({unit:.3g} MACs: epochs x training samples x forward MACs per sample), "
+                 "counting every network a strategy trains (internal candidates, policy "
+                 "phases, recombined and single-task networks it asks for)")
+    if settings.get("compute_macs"):
+        return (f"Equal compute: every search stops starting trials once it has spent "
+                f"{settings['compute']} ({settings['compute_macs']:.3g} MACs), at most "
+                f"{settings['trials']} trials; {unit_text}.")
+    return f"Equal trials ({settings['trials']} per search); {unit_text}."
+
+
+def compute_unit(data: Any, space: str | Any, budget: TrainConfig,
+                 space_kwargs: Mapping[str, Any] | None = None) -> float:
+    """Training MACs of one hard-sharing network over ``data`` with ``budget``: the unit of
+    ``"Nx"`` compute budgets (epochs x training samples x forward MACs per sample)."""
+    from .graph import SharingGraph
+    from .registry import create_space
+    from .summary import summarize
+
+    space_obj = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {})) \
+        if isinstance(space, str) else space
+    names = [t.name for t in data.tasks]
+    graph = SharingGraph.hard_sharing(names, space_obj.num_blocks)
+    macs = summarize(graph, space_obj, data.tasks).macs
+    return float(budget.epochs * len(data.train) * macs)
+
+
+def parse_compute(compute: float | str | None, unit: float) -> float | None:
+    """A compute budget in MACs from a number or ``"Nx"`` (N units of :func:`compute_unit`)."""
+    if compute is None:
+        return None
+    text = str(compute).strip().lower()
+    try:
+        value = float(text[:-1]) * unit if text.endswith("x") else float(text)
+    except ValueError:
+        raise MTLSearchError(
+            f"bad compute budget {compute!r}: give training MACs (e.g. 3e9) or a multiple of "
+            "one hard-sharing training (e.g. 6x)") from None
+    if not value > 0:
+        raise MTLSearchError(f"the compute budget must be positive, got {compute!r}")
+    return value
+
+
+def _trial_macs(trial: Any) -> float:
+    return float((trial.user_attrs.get("compute") or {}).get("macs", 0.0))
 
 
 def _console() -> Console:
@@ -190,6 +266,7 @@ def compare(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     trials: int = DEFAULT_TRIALS,
     budget: TrainConfig | None = None,
+    compute: float | str | None = DEFAULT_COMPUTE,
     out: str | Path = "mtlsearch-out",
     dataset_kwargs: Mapping[str, Any] | None = None,
     space_kwargs: Mapping[str, Any] | None = None,
@@ -207,8 +284,13 @@ def compare(
         strategies: Strategy names (default: every registered strategy).
         dataset, space: Names of the dataset and search space; ``*_kwargs`` go to them.
         seeds: One search per seed and strategy.
-        trials: Trials per search; a strategy that samples nothing runs 1 trial.
+        trials: Trials per search (the cap when ``compute`` is given); a strategy that
+            samples nothing runs 1 trial.
         budget: Training of every candidate (default ``TrainConfig(epochs=DEFAULT_EPOCHS)``).
+        compute: Equal compute for every search: training MACs, or ``"Nx"`` for N times
+            the compute of training one hard-sharing network with ``budget`` (the leaderboard's
+            unit). A search starts no trial once it has spent that much; ``None`` runs
+            ``trials`` trials whatever they cost. Every run's compute is reported.
         out: Report folder (studies in ``out/compare.db``, shared cache in ``out/cache``).
         strategy_kwargs: ``{strategy: {argument: value}}``; strategies left out get their
             entry of :data:`QUICK_STRATEGY_KWARGS`, if any.
@@ -240,10 +322,13 @@ def compare(
     primary = _primary(data.tasks)
     metric_names = set(primary.values())
     budget_dict = {k: v for k, v in budget.to_dict().items() if k not in ("device", "seed")}
+    unit = compute_unit(data, space, budget, space_kwargs)
+    compute_macs = parse_compute(compute, unit)
     settings: dict[str, Any] = {
         "strategies": names, "dataset": dataset, "dataset_kwargs": dict(data.kwargs),
         "space": space, "space_kwargs": dict(space_kwargs or {}), "seeds": list(seeds),
         "trials": trials, "budget": budget_dict, "objectives": list(objectives),
+        "compute": compute, "compute_macs": compute_macs, "compute_unit_macs": unit,
         "task_metric": metric_names.pop() if len(metric_names) == 1 else "primary metric",
     }
     runs, points = [], []
@@ -253,7 +338,8 @@ def compare(
             kwargs = dict(given[name] if name in given else QUICK_STRATEGY_KWARGS.get(name, {}))
             key = {k: settings[k] for k in ("dataset", "dataset_kwargs", "space", "space_kwargs",
                                             "budget", "objectives")}
-            study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs})
+            study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs,
+                                                  **({"compute": compute_macs} if compute_macs else {})})
             common = dict(strategy=name, dataset=data, space=space, budget=budget, seed=seed,
                           storage=storage, study_name=study_name, objectives=objectives,
                           pruner=pruner, space_kwargs=space_kwargs, strategy_kwargs=kwargs,
@@ -263,12 +349,14 @@ def compare(
             result = search(trials=1, **common)
             first = result.study.get_trials(deepcopy=False)
             if trials > 1 and not (first and first[0].state.is_finished() and not first[0].params):
-                result = search(trials=trials, **common)  # samples something: the full budget
+                # samples something: the full budget
+                result = search(trials=trials, compute=compute_macs, **common)
             log.info("%s seed %d: %.1fs", name, seed, time.perf_counter() - start)
             runs.append(_run_record(result.study, name, seed))
             points += [{"delta_mtl": t.user_attrs["delta_mtl"], "params": t.user_attrs["params"],
                         "label": name, "seed": seed, "trial": t.number,
-                        "delta_mtl_test": t.user_attrs.get("delta_mtl_test")}
+                        "delta_mtl_test": t.user_attrs.get("delta_mtl_test"),
+                        "compute_macs": _trial_macs(t)}
                        for t in _complete(result.study)]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
     rows.sort(key=_sort_key)
@@ -290,7 +378,10 @@ def _run_record(study: Any, strategy: str, seed: int) -> dict[str, Any]:
     seconds = sum(float(t.user_attrs.get("trial_seconds", 0.0)) for t in trials)
     record: dict[str, Any] = {"strategy": strategy, "seed": seed, "study": study.study_name,
                               "n_trials": len(trials), "search_seconds": seconds,
-                              "n_failed": sum(t.state.name == "FAIL" for t in trials)}
+                              "n_failed": sum(t.state.name == "FAIL" for t in trials),
+                              "compute_macs": sum(_trial_macs(t) for t in trials),
+                              "networks": sum(int((t.user_attrs.get("compute") or {})
+                                                  .get("networks", 0)) for t in trials)}
     try:
         best = best_trial(study)
     except MTLSearchError:
@@ -313,6 +404,8 @@ def _aggregate(name: str, runs: list[dict[str, Any]], primary: Mapping[str, str]
         "params": statistics.fmean([r["params"] for r in ok]) if ok else None,
         "macs": statistics.fmean([r["macs"] for r in ok]) if ok else None,
         "search_seconds": statistics.fmean([r["search_seconds"] for r in runs]) if runs else None,
+        "compute_macs": statistics.fmean([r["compute_macs"] for r in runs]) if runs else None,
+        "n_trials": statistics.fmean([r["n_trials"] for r in runs]) if runs else None,
         "task_metrics": {}, "primary_metric": {},
     }
     for split in ("val", "test"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compute import Compute, charge_cached, measured, uncharged
 from .data import DatasetSplits
 from .graph import SharingGraph
 from .scoring import Metrics, evaluate
@@ -37,6 +38,8 @@ __all__ = ["SearchContext", "ResultCache", "cache_key"]
 # the affinity estimators both need the same single-task models (same graph, budget, seed).
 _SINGLE_TASK_WEIGHTS: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _SINGLE_TASK_KEEP = 4
+# What training them cost: a strategy that asks for them is charged it (once per search).
+_SINGLE_TASK_COST: dict[str, Compute] = {}
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ try:  # POSIX: one process computes an item while the others wait for it
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no inter-process lock, see ResultCache
     fcntl = None  # type: ignore[assignment]
+
+
+def _cost_key(key: str) -> str:
+    return f"{key}-compute"
 
 
 def cache_key(kind: str, **parts: Any) -> str:
@@ -109,15 +116,26 @@ class ResultCache:
         """
         value = self.get(key)
         if value is not None:
+            charge_cached(key, self.cost(key))
             return value
         with self._exclusive(key):
             value = self._memory.get(key)
             if value is None:
                 value = self._read(key)  # another process may have finished while we waited
-            if value is None:
+            if value is not None:
+                charge_cached(key, self.cost(key))
+                return value
+            with measured(key) as cost:
                 value = compute()
-                self.put(key, value)
+            # the cost first: a reader that finds the value finds what it cost
+            self.put(_cost_key(key), cost.snapshot().to_dict())
+            self.put(key, value)
         return value
+
+    def cost(self, key: str) -> Compute | None:
+        """What computing the item ``key`` cost (``None`` if not recorded)."""
+        recorded = self.get(_cost_key(key))
+        return Compute.from_dict(recorded) if isinstance(recorded, dict) else None
 
     @contextlib.contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:
@@ -241,21 +259,30 @@ class SearchContext:
         state = _SINGLE_TASK_WEIGHTS.get(key)
         graph = self.new_graph("single_task")
         if state is None:
-            model = self.train(graph).model
+            with measured(key) as cost:
+                model = self.train(graph).model
+            _SINGLE_TASK_COST[key] = cost.snapshot()
             _SINGLE_TASK_WEIGHTS[key] = copy.deepcopy(model.state_dict())
             while len(_SINGLE_TASK_WEIGHTS) > _SINGLE_TASK_KEEP:
                 _SINGLE_TASK_WEIGHTS.popitem(last=False)
             return model
+        charge_cached(key, _SINGLE_TASK_COST.get(key))
         _SINGLE_TASK_WEIGHTS.move_to_end(key)
         model = materialize(graph, self.space, self.tasks)
         model.load_state_dict(state)
         return model.to(next(iter(state.values())).device)
 
     def reference(self) -> dict[str, Metrics]:
-        """Single-task reference metrics ``{"val": ..., "test": ...}``, computed once and cached."""
+        """Single-task reference metrics ``{"val": ..., "test": ...}``, computed once and cached.
+
+        The reference is every strategy's yardstick, so it is charged to none of them
+        (:func:`~mtlsearch.compute.uncharged`); a strategy that asks for the single-task
+        networks themselves (:meth:`single_task_model`) is charged their training.
+        """
 
         def compute() -> dict[str, Any]:
             model = self.single_task_model()
             return {"val": self.evaluate(model, "val"), "test": self.evaluate(model, "test")}
 
-        return self.cache.get_or_compute(self.key("single_task_reference"), compute)
+        with uncharged():
+            return self.cache.get_or_compute(self.key("single_task_reference"), compute)

@@ -6,6 +6,8 @@ overrides). Materializing, training, scoring and exporting are shared by every s
 
 Lifecycle, for each trial of a study:
 
+0. Once per study, ``initial_params(ctx)`` may list parameter sets to try first (they are
+   enqueued in the study, so a search of a handful of trials covers distinct candidates).
 1. ``propose(trial, ctx)`` samples hyper-parameters with ``trial.suggest_*`` and returns a
    proposal. Strategies that need their own training (a policy phase, an affinity stage) call
    ``ctx.train(...)`` and keep expensive results in ``ctx.cache``.
@@ -72,6 +74,16 @@ class Strategy:
     def propose(self, trial: Any, ctx: SearchContext) -> Proposal:
         """Sample hyper-parameters from the Optuna ``trial`` and propose an architecture."""
         raise NotImplementedError(f"strategy {type(self).__name__} does not implement propose()")
+
+    def initial_params(self, ctx: SearchContext) -> list[dict[str, Any]]:
+        """Parameter sets the study tries first, in this order, before its sampler takes over.
+
+        A handful of trials is below any sampler's random start-up; a strategy that knows its
+        distinct candidates (the trees its α range produces, a few spread-out σ) lists them
+        here so that the first trials cover them. Each dict maps the names the strategy
+        passes to ``trial.suggest_*`` to values inside their ranges. Default: none.
+        """
+        return []
 
     def on_epoch_end(self, state: EpochState) -> SharingGraph | None:
         """Called after every training epoch; return a new graph to change the architecture."""

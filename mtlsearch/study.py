@@ -34,6 +34,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from .compute import Compute, Meter, meter
 from .context import ResultCache, SearchContext
 from .data import DatasetSplits
 from .distributed import DistributedAbort, torchrun_session
@@ -97,6 +98,14 @@ _COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_f
 
 
 # --------------------------------------------------------------------------- helpers
+_CHARGED_ATTR = "mtlsearch_compute_charged"  # cached items already charged to this study
+_INITIAL_ATTR = "mtlsearch_initial_params"  # the strategy's initial_params were queued
+
+
+def spent_compute(study: optuna.Study) -> float:
+    """Training MACs the study's finished trials spent (see :mod:`mtlsearch.compute`)."""
+    return sum(float((t.user_attrs.get("compute") or {}).get("macs", 0.0))
+               for t in study.get_trials(deepcopy=False) if t.state.is_finished())
 
 
 def _jsonable(value: Any) -> Any:
@@ -354,6 +363,7 @@ def search(
     progress: bool = True,
     timeout: float | None = None,
     cache: ResultCache | str | Path | None = None,
+    compute: float | None = None,
 ) -> SearchResult:
     """Search sharing architectures with an Optuna study (created, or resumed if it exists).
 
@@ -374,6 +384,9 @@ def search(
         progress: Show a live display (one line per trial when not on a terminal).
         timeout: Start no new trial after this many seconds.
         cache: Cache of expensive results (default ``out/cache`` or in memory).
+        compute: A compute budget in training MACs (:mod:`mtlsearch.compute`): no new trial
+            starts once the study's trials together spent this much (``trials`` stays the
+            cap). Every trial records what it spent in its ``compute`` user attribute.
 
     Returns:
         A :class:`SearchResult`.
@@ -395,19 +408,21 @@ def search(
     with quiet_optuna(progress), torchrun_session(budget.device if budget else None) as ranks:
         return _search(strategy, dataset, space, trials, budget, seed, storage, study_name,
                        objectives, pruner, dataset_kwargs, space_kwargs, strategy_kwargs, out,
-                       progress, timeout, cache, ranks)
+                       progress, timeout, cache, ranks, compute)
 
 
 def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, seed: int,
             storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
             dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
             progress: bool, timeout: float | None, cache: Any,
-            ranks: Any = None) -> SearchResult:
+            ranks: Any = None, compute: float | None = None) -> SearchResult:
     from .progress import SearchProgress
 
     objectives = _check_objectives(objectives)
     if trials < 1:
         raise MTLSearchError(f"trials must be at least 1, got {trials}")
+    if compute is not None and not compute > 0:
+        raise MTLSearchError(f"compute must be a positive number of training MACs, got {compute}")
     if not isinstance(cache, ResultCache):
         folder = cache if cache is not None else (Path(out) / "cache" if out else None)
         cache = ResultCache(folder)
@@ -444,12 +459,17 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
             return result
         display.status("single-task reference")
         ctx.reference()  # once, before the trials: every trial and later study reuses it
+        with budget_lock(storage):
+            runner.enqueue_initial()
         deadline = time.monotonic() + timeout if timeout else None
         while deadline is None or time.monotonic() < deadline:
             with budget_lock(storage):
                 _fail_stale(study)
                 done, running = runner.count()
                 if done + running >= trials:
+                    break
+                if compute is not None and spent_compute(study) >= compute:
+                    log.info("study %r spent its compute budget", study.study_name)
                     break
                 with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
                     warnings.filterwarnings("ignore", "Heartbeat of storage")
@@ -469,6 +489,22 @@ class _Runner:
         self.single = len(objectives) == 1
         self.display: Any = None
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        # What this search has spent; cached items it used are charged to it once.
+        self.meter = Meter(charged_keys=set(study.user_attrs.get(_CHARGED_ATTR, [])))
+        self.pending = Compute()  # spent outside a trial (initial_params), for the next one
+        self.spent: Meter | None = None  # the running trial's meter
+
+    def enqueue_initial(self) -> None:
+        """Queue the strategy's :meth:`~mtlsearch.strategy.Strategy.initial_params` once."""
+        if self.study.user_attrs.get(_INITIAL_ATTR):
+            return
+        with meter(into=self.meter), meter() as spent:
+            spent.charged_keys = self.meter.charged_keys
+            initial = self.setup.strategy.initial_params(self.setup.ctx)
+        self.pending.add(spent)
+        for params in initial:
+            self.study.enqueue_trial(_jsonable(dict(params)), skip_if_exists=True)
+        self.study.set_user_attr(_INITIAL_ATTR, len(initial))
 
     def count(self) -> tuple[int, int]:
         """Finished and running trials; running ones of dead local workers are failed and
@@ -507,13 +543,17 @@ class _Runner:
             system = self.study._storage.get_trial_system_attrs(trial._trial_id)
             original = system.get("failed_trial", trial.number)
             seed_everything(_derive(setup.ctx.seed, "trial", original))
-            proposal = setup.strategy.propose(trial, setup.ctx)
-            epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
-            trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
-            self.display.trial_started(trial.number, epochs)
-            hook.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
-            proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end)
-            result = evaluate_proposal(proposal, setup.ctx, strategy=setup.strategy, trial=proxy)
+            with meter(into=self.meter), meter(Meter(charged_keys=self.meter.charged_keys)) as spent:
+                self.spent = spent
+                spent.add(self.pending)
+                self.pending = Compute()
+                proposal = setup.strategy.propose(trial, setup.ctx)
+                epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
+                trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
+                self.display.trial_started(trial.number, epochs)
+                hook.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
+                proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end)
+                result = evaluate_proposal(proposal, setup.ctx, strategy=setup.strategy, trial=proxy)
             values = [float(getattr(result, o)) for o in self.objectives]
             self._record(trial, result)
         except optuna.TrialPruned as exc:
@@ -554,6 +594,11 @@ class _Runner:
         seconds = time.perf_counter() - start
         with contextlib.suppress(Exception):
             trial.set_user_attr("trial_seconds", seconds)
+            spent = self.spent
+            if spent is not None:  # every state: a failed or pruned trial spent compute too
+                trial.set_user_attr("compute", spent.snapshot().to_dict())
+                self.study.set_user_attr(_CHARGED_ATTR, sorted(self.meter.charged_keys))
+            self.spent = None
         self.study.tell(trial, values, state=state)
         try:
             get_plugin_manager().hook.on_trial_end(

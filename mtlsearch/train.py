@@ -21,7 +21,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .acceleration import device_dataset, prepare_model, resolve, to_device_batch
+from .compute import charge, charge_forward
 from .data import MultiTaskDataset
 from .errors import MTLSearchError
 from .graph import SharingGraph
@@ -76,6 +77,11 @@ class TrainConfig:
         patience: Early stopping: epochs without validation improvement before stopping; the
             best epoch's weights are restored. ``None`` trains all epochs.
         task_sampling: ``all`` (every task in every batch) or ``one`` (a random active task).
+        update_parity: With ``task_sampling="one"``, every epoch makes T passes over the
+            training split (T = number of tasks), so each task gets as many updates as under
+            ``all`` for the same ``epochs`` (at T times the trunk's compute, which the compute
+            meter records). ``False`` keeps one pass per epoch (Task Routing's code: each head
+            then gets about 1/T of the updates).
         task_weights: Loss weight per task (default: each spec's ``weight``, i.e. uniform).
         device: ``cuda``, ``mps``, ``cpu`` or ``None`` to pick the first available.
         seed: Seeds weights, shuffling and task sampling.
@@ -100,6 +106,7 @@ class TrainConfig:
     scheduler: str = "none"
     patience: int | None = None
     task_sampling: str = "all"
+    update_parity: bool = True
     task_weights: dict[str, float] | None = None
     device: str | None = None
     seed: int = 0
@@ -251,6 +258,39 @@ def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer) -> Any:
     return None
 
 
+def _resume_scheduler(config: TrainConfig, opt: torch.optim.Optimizer, old: Any) -> Any:
+    """A schedule for a rewired model's optimizer that goes on where ``old`` was.
+
+    A merge changes the architecture mid-run; it is not a new training run, so the learning
+    rate keeps its place in the schedule instead of jumping back to its start.
+    """
+    lrs = [g["lr"] for g in opt.param_groups]  # _rewire copied the current rates
+    new = _scheduler(config, opt)
+    if new is None or old is None:
+        return new
+    state = old.state_dict()
+    state["base_lrs"] = [config.lr] * len(opt.param_groups)
+    state["_last_lr"] = lrs
+    new.load_state_dict(state)
+    for group, lr in zip(opt.param_groups, lrs):
+        group["lr"] = lr
+    return new
+
+
+def _epoch_batches(
+    train: MultiTaskDataset, cfg: TrainConfig, n_tasks: int, gen: torch.Generator
+) -> Iterator[Any]:
+    """One epoch's batches: T passes under one-task sampling with update parity, else one."""
+    passes = n_tasks if cfg.task_sampling == "one" and cfg.update_parity else 1
+    for _ in range(passes):
+        yield from train.batches(cfg.batch_size, shuffle=True, generator=gen)
+
+
+def _rows(batch: Any) -> int:
+    """The number of samples in a batch ``(x, targets)``."""
+    return int(batch[0].shape[0])
+
+
 class Trainer:
     """Trains a :class:`MultiTaskModel` under a :class:`TrainConfig`.
 
@@ -289,6 +329,7 @@ class Trainer:
         self, model: MultiTaskModel, train: MultiTaskDataset, val: MultiTaskDataset | None
     ) -> TrainResult:
         cfg = self.config
+        charge(macs=0.0, networks=1)
         device = select_device(cfg.device)
         model.to(device)
         accel = resolve(cfg, device, input_ndim=train.inputs.dim(), datasets=(train, val))
@@ -316,11 +357,12 @@ class Trainer:
         for epoch in range(cfg.epochs):
             model.train()
             total, batches = torch.zeros((), device=device), 0
-            for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
+            for batch in _epoch_batches(train, cfg, len(tasks), gen):
                 if cfg.task_sampling == "one":
                     active = [tasks[int(torch.randint(len(tasks), (1,), generator=task_gen))]]
                 else:
                     active = tasks
+                charge_forward(model, _rows(batch), None if cfg.task_sampling == "all" else active)
                 if ddp is not None:
                     batch = ddp.shard(batch, active)
                 x, y = to_device_batch(batch, device, active, channels_last=accel.channels_last)
@@ -379,7 +421,8 @@ class Trainer:
                 if new_graph is not None:
                     model, opt = _rewire(model, opt, new_graph, cfg)
                     forward = prepare_model(model, accel) if ddp is None else ddp.wrap(model, accel)
-                    sched = _scheduler(cfg, opt)
+                    # the schedule goes on where it was: a merge is no new training run
+                    sched = _resume_scheduler(cfg, opt, sched)
                     graphs.append(new_graph)
                     best, bad_epochs = (math.inf, -1, None), 0  # old weights no longer fit
             done = cfg.max_steps is not None and steps >= cfg.max_steps

@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - Windows: no inter-process lock, see Re
 
 
 def _cost_key(key: str) -> str:
-    return f"{key}-compute"
+    return f"compute-{key}"
 
 
 def cache_key(kind: str, **parts: Any) -> str:

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+import mtlsearch
+
 from mtlsearch.cli import build_parser, main
 
 TINY = ["--dataset", "synthetic", "--space", "mlp", "--dataset-arg", "n_tasks=3",
@@ -85,6 +87,29 @@ def test_compare_writes_a_report(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert "![" in (out / "report.md").read_text()
     assert len(list((out / "cache").glob("single_task_reference-*.json"))) == 2  # one per seed
+
+
+def test_compare_at_equal_compute_reports_each_strategys_compute(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", *TINY, "--strategies", "hard_sharing,random_tree", "--seeds", "0",
+                 "--trials", "20", "--compute", "2x", "--epochs", "1", "--out", str(out),
+                 "--json"])
+    assert code == 0
+    board = _json(capsys)
+    unit = board["settings"]["compute_unit_macs"]
+    assert board["settings"]["compute_macs"] == pytest.approx(2 * unit)
+    runs = {r["strategy"]: r for r in board["runs"]}
+    assert runs["hard_sharing"]["compute_macs"] == pytest.approx(unit)  # one training
+    tree = runs["random_tree"]
+    # trials went on until 2 units were spent, and stopped there: the last one crossed it
+    study = mtlsearch.open_study(board["settings"].get("storage") or
+                                 f"sqlite:///{(out / 'compare.db').resolve()}", tree["study"])
+    spent = [t.user_attrs["compute"]["macs"] for t in study.get_trials()]
+    assert tree["n_trials"] == len(spent) < 20
+    assert sum(spent[:-1]) < 2 * unit <= sum(spent) == pytest.approx(tree["compute_macs"])
+    report = (out / "report.md").read_text()
+    assert "Equal compute" in report and "| compute |" in report
+    assert "1.0x" in report  # hard sharing's compute in hard-sharing units
 
 
 @pytest.mark.parametrize("command", ["strategies", "spaces", "datasets"])

@@ -30,6 +30,8 @@ from .context import ResultCache
 from .errors import MTLSearchError
 from .registry import list_strategies, load_dataset
 from .scoring import metric_directions
+from .stats import mean_std as _mean_std
+from .stats import paired_difference
 from .study import search
 from .train import TrainConfig
 from .trials import _complete, best_trial
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 DEFAULT_EPOCHS = 3
 DEFAULT_TRIALS = 12
 DEFAULT_SEEDS = (0, 1, 2)
+#: The strategy every other is compared with seed by seed (the first one compared).
+PAIRED_BASELINES = ("random_tree", "hard_sharing")
 #: Equal compute per search, in hard-sharing trainings (see :func:`compute_unit`).
 DEFAULT_COMPUTE = "6x"
 #: What compare passes to strategies whose full method trains many networks per trial, so the
@@ -61,13 +65,6 @@ QUICK_STRATEGY_KWARGS: dict[str, dict[str, Any]] = {
     "affinity_tree": {"estimator": "rsa"},
     "gumbel_policy": {"num_samples": 1},
 }
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = [float(v) for v in values]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _pm(pair: tuple[float, float] | None, digits: int = 2, sign: str = "+") -> str:
@@ -112,12 +109,15 @@ class Leaderboard:
                               ("runs", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         unit = self.settings.get("compute_unit_macs")
+        baseline = self.settings.get("paired_baseline")
+        if baseline:
+            table.add_column(f"test vs {baseline}\n(paired, wins)", justify="right")
         for i, r in enumerate(self.rows, 1):
             table.add_row(str(i), r["strategy"], _pm(r["delta_mtl"]), _pm(r["delta_mtl_test"]),
                           _count(r["params"]), _count(r["macs"]), _trials(r),
                           _compute(r.get("compute_macs"), unit),
                           "-" if r["search_seconds"] is None else f"{r['search_seconds']:.1f}",
-                          f"{r['n_runs']}/{seeds}")
+                          f"{r['n_runs']}/{seeds}", *([_paired_text(r)] if baseline else []))
         return table
 
     def print(self, console: Console | None = None) -> None:
@@ -138,8 +138,8 @@ class Leaderboard:
             _compute_sentence(s), "",
             "## Leaderboard", "",
             "| # | strategy | Δ_MTL val % | Δ_MTL test % | params | MACs | trials | compute "
-            "| search s | runs |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| search s | runs | test vs {s.get('paired_baseline') or '-'} (paired, wins) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         unit = s.get("compute_unit_macs")
         for i, r in enumerate(self.rows, 1):
@@ -148,7 +148,12 @@ class Leaderboard:
                          f"{_pm(r['delta_mtl_test'])} | {_count(r['params'])} | "
                          f"{_count(r['macs'])} | {_trials(r)} | "
                          f"{_compute(r.get('compute_macs'), unit)} | {secs} | "
-                         f"{r['n_runs']}/{len(s['seeds'])} |")
+                         f"{r['n_runs']}/{len(s['seeds'])} | {_paired_text(r)} |")
+        if s.get("paired_baseline"):
+            lines += ["", f"The last column is each strategy's test Δ_MTL minus "
+                      f"{s['paired_baseline']}'s, seed by seed (both scored against the same "
+                      "single-task reference): mean ± std of the differences, and the seeds "
+                      "it wins."]
         failed = [r for r in self.runs if r.get("error")]
         if failed:
             lines += ["", "Runs without a complete trial:", ""]
@@ -359,6 +364,10 @@ def compare(
                         "compute_macs": _trial_macs(t)}
                        for t in _complete(result.study)]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
+    baseline = next((b for b in PAIRED_BASELINES if b in names), None)
+    settings["paired_baseline"] = baseline
+    for row in rows:
+        row["paired"] = _paired(row["strategy"], baseline, runs)
     rows.sort(key=_sort_key)
     board = Leaderboard(rows, runs, points, settings, out)
     write_report(board, out)
@@ -366,6 +375,26 @@ def compare(
         board.print(console)
         (console or _console()).print(f"report: {out / 'report.md'}")
     return board
+
+
+def _paired(name: str, baseline: str | None, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``name`` minus ``baseline`` seed by seed, on validation and test Δ_MTL."""
+    if baseline is None or baseline == name:
+        return None
+    def by_seed(strategy: str, key: str) -> dict[int, float]:
+        return {r["seed"]: r[key] for r in runs if r["strategy"] == strategy and "error" not in r}
+    return {split: paired_difference(by_seed(name, key), by_seed(baseline, key)).to_dict()
+            for split, key in (("val", "delta_mtl"), ("test", "delta_mtl_test"))}
+
+
+def _paired_text(row: Mapping[str, Any], split: str = "test") -> str:
+    paired = row.get("paired")
+    if not paired:
+        return "-"
+    d = paired[split]
+    if not d["n"]:
+        return "-"
+    return f"{d['mean']:+.2f} ± {d['std']:.2f} ({d['wins']}/{d['n']})"
 
 
 def _sort_key(row: Mapping[str, Any]) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute", default=DEFAULT_COMPUTE,
                    help="equal compute per search: training MACs, or Nx = N hard-sharing "
                         "trainings; 'none' = equal trials instead (default %(default)s)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="searches run side by side in this many processes, same leaderboard "
+                        "(default: the usable CPU cores, at most 8)")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[],
@@ -338,6 +342,16 @@ def _search_compute(args: argparse.Namespace) -> float | None:
     return parse_compute(args.compute, unit)
 
 
+def _workers(asked: int | None) -> int:
+    """``--workers``, or the usable CPU cores (at most 8) when not given."""
+    if asked is not None:
+        if asked < 1:
+            raise MTLSearchError(f"--workers must be at least 1, got {asked}")
+        return asked
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cores or 1))
+
+
 def _per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     """``[("affinity_tree.estimator", "full")]`` -> ``{"affinity_tree": {"estimator": "full"}}``."""
     result: dict[str, dict[str, Any]] = {}
@@ -359,6 +373,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
         strategy_kwargs=_per_strategy(args.strategy_arg), storage=args.storage,
         progress=not args.quiet and not args.json, show=not args.json,
+        workers=_workers(args.workers),
     )
     if args.json:
         _print_json(board.to_dict())

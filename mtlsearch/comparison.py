@@ -282,6 +282,7 @@ def compare(
     progress: bool = True,
     show: bool = True,
     console: Console | None = None,
+    workers: int = 1,
 ) -> Leaderboard:
     """Run every strategy on every seed, rank them and write a report to ``out``.
 
@@ -301,6 +302,9 @@ def compare(
             entry of :data:`QUICK_STRATEGY_KWARGS`, if any.
         storage: Optuna storage of the studies (default ``sqlite:///<out>/compare.db``).
         progress: Show each search's progress; show: print the leaderboard at the end.
+        workers: Processes running the (strategy, seed) searches side by side; the
+            leaderboard is the same as with one (every search depends on its seed only).
+            Strategies must be registered through entry points (a worker is a fresh process).
 
     Returns:
         The :class:`Leaderboard`; the folder holds ``report.md``, ``leaderboard.json``,
@@ -323,7 +327,6 @@ def compare(
     budget = budget or TrainConfig(epochs=DEFAULT_EPOCHS)
     storage = storage or f"sqlite:///{out.resolve() / 'compare.db'}"
     data = load_dataset(dataset, **dict(dataset_kwargs or {}))  # once: every search shares it
-    cache = ResultCache(out / "cache")
     primary = _primary(data.tasks)
     metric_names = set(primary.values())
     budget_dict = {k: v for k, v in budget.to_dict().items() if k not in ("device", "seed")}
@@ -336,33 +339,30 @@ def compare(
         "compute": compute, "compute_macs": compute_macs, "compute_unit_macs": unit,
         "task_metric": metric_names.pop() if len(metric_names) == 1 else "primary metric",
     }
-    runs, points = [], []
+    key = {k: settings[k] for k in ("dataset", "dataset_kwargs", "space", "space_kwargs",
+                                    "budget", "objectives")}
+    jobs = []
     for seed in seeds:
         for name in names:
             given = strategy_kwargs or {}
             kwargs = dict(given[name] if name in given else QUICK_STRATEGY_KWARGS.get(name, {}))
-            key = {k: settings[k] for k in ("dataset", "dataset_kwargs", "space", "space_kwargs",
-                                            "budget", "objectives")}
             study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs,
                                                   **({"compute": compute_macs} if compute_macs else {})})
-            common = dict(strategy=name, dataset=data, space=space, budget=budget, seed=seed,
-                          storage=storage, study_name=study_name, objectives=objectives,
-                          pruner=pruner, space_kwargs=space_kwargs, strategy_kwargs=kwargs,
-                          out=out / "runs" / f"{name}-seed{seed}", cache=cache,
-                          progress=progress)
-            start = time.perf_counter()
-            result = search(trials=1, **common)
-            first = result.study.get_trials(deepcopy=False)
-            if trials > 1 and not (first and first[0].state.is_finished() and not first[0].params):
-                # samples something: the full budget
-                result = search(trials=trials, compute=compute_macs, **common)
-            log.info("%s seed %d: %.1fs", name, seed, time.perf_counter() - start)
-            runs.append(_run_record(result.study, name, seed))
-            points += [{"delta_mtl": t.user_attrs["delta_mtl"], "params": t.user_attrs["params"],
-                        "label": name, "seed": seed, "trial": t.number,
-                        "delta_mtl_test": t.user_attrs.get("delta_mtl_test"),
-                        "compute_macs": _trial_macs(t)}
-                       for t in _complete(result.study)]
+            jobs.append(dict(strategy=name, dataset=dataset, dataset_kwargs=dict(dataset_kwargs or {}),
+                             space=space, budget=budget, seed=seed, storage=storage,
+                             study_name=study_name, objectives=list(objectives), pruner=pruner,
+                             space_kwargs=space_kwargs, strategy_kwargs=kwargs,
+                             out=str(out / "runs" / f"{name}-seed{seed}"),
+                             cache=str(out / "cache"), trials=trials, compute=compute_macs))
+    workers = max(1, min(int(workers), len(jobs)))
+    settings["workers"] = workers
+    if workers == 1:
+        _DATA[_data_key(dataset, dataset_kwargs)] = data  # loaded once above
+        done = [_one_search(job, progress=progress) for job in jobs]
+    else:
+        done = _parallel(jobs, workers, console if show else None)
+    runs = [run for run, _ in done]
+    points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
     baseline = next((b for b in PAIRED_BASELINES if b in names), None)
     settings["paired_baseline"] = baseline
@@ -375,6 +375,81 @@ def compare(
         board.print(console)
         (console or _console()).print(f"report: {out / 'report.md'}")
     return board
+
+
+# Datasets loaded in this process, by name and arguments: a worker loads each once.
+_DATA: dict[str, Any] = {}
+
+
+def _data_key(dataset: str, kwargs: Mapping[str, Any] | None) -> str:
+    return json.dumps([dataset, dict(kwargs or {})], sort_keys=True, default=str)
+
+
+def _one_search(job: Mapping[str, Any], progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One (strategy, seed) search of a comparison: its run record and its trials' points."""
+    job = dict(job)
+    dkey = _data_key(job["dataset"], job.pop("dataset_kwargs"))
+    if dkey not in _DATA:
+        name, kwargs = json.loads(dkey)
+        _DATA[dkey] = load_dataset(name, **kwargs)
+    trials, compute = job.pop("trials"), job.pop("compute")
+    name, seed = job["strategy"], job["seed"]
+    common = {**job, "dataset": _DATA[dkey], "cache": ResultCache(job["cache"]),
+              "progress": progress}
+    start = time.perf_counter()
+    result = search(trials=1, **common)
+    first = result.study.get_trials(deepcopy=False)
+    if trials > 1 and not (first and first[0].state.is_finished() and not first[0].params):
+        result = search(trials=trials, compute=compute, **common)  # samples something: the full budget
+    log.info("%s seed %d: %.1fs", name, seed, time.perf_counter() - start)
+    points = [{"delta_mtl": t.user_attrs["delta_mtl"], "params": t.user_attrs["params"],
+               "label": name, "seed": seed, "trial": t.number,
+               "delta_mtl_test": t.user_attrs.get("delta_mtl_test"),
+               "compute_macs": _trial_macs(t)}
+              for t in _complete(result.study)]
+    return _run_record(result.study, name, seed), points
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _parallel(jobs: list[dict[str, Any]], workers: int,
+              console: Console | None) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Run the searches in ``workers`` processes; results in job order (as a serial run).
+
+    Every search depends on its seed and trial numbers only, so the results are those of a
+    serial run. The single-task reference of a seed is computed once (the cache's file lock:
+    the other workers wait for it). Ctrl-C stops every worker; the same call resumes.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    ctx = multiprocessing.get_context("spawn")  # no forked torch state
+    results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(torch.get_num_threads(),)) as pool:
+        futures = {pool.submit(_one_search, job): i for i, job in enumerate(jobs)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                run = results[i][0]
+                if console is not None:
+                    best = "no complete trial" if "error" in run else \
+                        f"best Δ_MTL {run['delta_mtl']:+.2f}% (test {run['delta_mtl_test']:+.2f}%)"
+                    console.print(f"[{len(results)}/{len(jobs)}] {run['strategy']} seed "
+                                  f"{run['seed']}: {run['n_trials']} trials, {best}, "
+                                  f"{run['search_seconds']:.0f}s")
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [results[i] for i in range(len(jobs))]
 
 
 def _paired(name: str, baseline: str | None, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import mtlsearch
-
 from mtlsearch.cli import build_parser, main
 
 TINY = ["--dataset", "synthetic", "--space", "mlp", "--dataset-arg", "n_tasks=3",
@@ -200,3 +199,20 @@ def test_gpu_training_flags_reach_the_training_settings():
     # Left out, they stay automatic (None): bf16 and channels-last wherever a GPU supports them.
     cfg = _budget(build_parser().parse_args(["search"]), 1)
     assert (cfg.compile, cfg.amp, cfg.channels_last) == (False, None, None)
+
+
+def test_compare_with_two_workers_gives_the_serial_leaderboard(tmp_path, capsys):
+    args = ["compare", *TINY, "--strategies", "hard_sharing,random_tree", "--seeds", "0,1",
+            "--trials", "2", "--epochs", "1", "--json"]
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "serial")]) == 0
+    serial = _json(capsys)
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "parallel")]) == 0
+    parallel = _json(capsys)
+    assert parallel["settings"]["workers"] == 2
+    keys = ("strategy", "seed", "trial", "delta_mtl", "delta_mtl_test", "params", "graph",
+            "compute_macs", "n_trials")
+    assert [{k: r.get(k) for k in keys} for r in parallel["runs"]] == \
+        [{k: r.get(k) for k in keys} for r in serial["runs"]]
+    # one single-task reference per seed in the cache both workers share
+    refs = list((tmp_path / "parallel" / "cache").glob("single_task_reference-*.json"))
+    assert len(refs) == 2

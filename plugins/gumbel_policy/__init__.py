@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 from mtlsearch.hookspecs import hookimpl
 
-from .losses import execute_probability, sharing_loss, soft_decisions, sparsity_loss
+from .losses import depth_weights, execute_probability, sharing_loss, soft_decisions, sparsity_loss
 from .plots import draw_policy, draw_task_correlation, task_correlation
 from .policy import (
+    MIN_POLICY_STEPS,
     PolicyResult,
     PolicySettings,
     learn_policy,
@@ -27,16 +28,19 @@ from .policy import (
     train_stochastic_depth,
 )
 from .sampling import decisions_to_graph, most_likely, random_like, sample_decisions
-from .strategy import ABLATIONS, GumbelPolicy
+from .strategy import ABLATIONS, INITIAL_PARAMS, GumbelPolicy
 from .supernet import PolicySupernet
 
 __all__ = [
     "ABLATIONS",
+    "INITIAL_PARAMS",
+    "MIN_POLICY_STEPS",
     "GumbelPolicy",
     "PolicyResult",
     "PolicySettings",
     "PolicySupernet",
     "decisions_to_graph",
+    "depth_weights",
     "draw_policy",
     "draw_task_correlation",
     "execute_probability",

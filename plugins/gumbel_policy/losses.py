@@ -34,11 +34,12 @@ __all__ = [
     "curriculum_count",
     "learning_mask",
     "temperature",
+    "annealed_temperature",
 ]
 
 EXECUTE, SKIP = 0, 1
 SPARSITY_KINDS = ("paper", "code")
-DEPTH_WEIGHTS = ("paper", "code")
+DEPTH_WEIGHTS = ("shifted", "paper", "code")
 
 
 def execute_probability(logits: Tensor) -> Tensor:
@@ -46,14 +47,18 @@ def execute_probability(logits: Tensor) -> Tensor:
     return F.softmax(logits, dim=-1)[..., EXECUTE]
 
 
-def soft_decisions(logits: Tensor, tau: float) -> Tensor:
+def soft_decisions(logits: Tensor, tau: float, samples: int | None = None) -> Tensor:
     """Gumbel-softmax soft execute decisions ``v[..., EXECUTE]`` (equation 2), differentiable.
 
     Uses :func:`torch.nn.functional.gumbel_softmax` (the global torch RNG draws the noise).
-    As ``tau -> 0`` the decisions become one-hot samples of the policy.
+    As ``tau -> 0`` the decisions become one-hot samples of the policy. ``samples=None``
+    draws one decision per (task, block), shape ``(tasks, blocks)``; ``samples=B`` draws one
+    per sample of a batch of ``B`` too, shape ``(tasks, blocks, B)``.
     """
     if tau <= 0:
         raise MTLSearchError(f"the Gumbel-softmax temperature must be positive, got {tau}")
+    if samples is not None:
+        logits = logits.unsqueeze(2).expand(*logits.shape[:2], samples, logits.shape[-1])
     return F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)[..., EXECUTE]
 
 
@@ -68,24 +73,34 @@ def sparsity_loss(logits: Tensor, *, kind: str = "paper") -> Tensor:
     raise MTLSearchError(f"unknown sparsity loss {kind!r}; choose one of {list(SPARSITY_KINDS)}")
 
 
-def depth_weights(num_blocks: int, *, kind: str = "paper") -> Tensor:
-    """Per-block weights of ``L_sharing``: ``paper`` ``(L - l)/L`` for ``l = 1..L`` (bottom
-    blocks weigh most, the last block 0); ``code`` ``(l + 1)/L`` for ``l = 0..L-1``."""
+def depth_weights(num_blocks: int, *, kind: str = "shifted") -> Tensor:
+    """Per-block weights of ``L_sharing`` for policy blocks ``l = 1..L`` (from the input).
+
+    ``shifted`` (default) ``(L - l + 1)/L``: the paper's emphasis on the bottom blocks, but
+    every block keeps a weight of at least ``1/L`` (``[1]``, ``[1, 1/2]``, ``[1, 3/4, 1/2, 1/4]``
+    for L = 1, 2, 4). ``paper`` is eq. 4's ``(L - l)/L``: the last block weighs 0, so with
+    few policy blocks much of the policy gets no sharing pressure (all of it when L = 1).
+    ``code`` is the official code's ``l/L`` (its ``(l + 1)/L`` for ``l = 0..L-1``): top blocks
+    weigh most, the opposite of the paper's text.
+    """
     if num_blocks < 1:
         raise MTLSearchError(f"need at least one policy block, got {num_blocks}")
-    pos = torch.arange(num_blocks, dtype=torch.float32)
+    pos = torch.arange(1, num_blocks + 1, dtype=torch.float32)  # l = 1..L
+    if kind == "shifted":
+        return (num_blocks - pos + 1) / num_blocks
     if kind == "paper":
-        return (num_blocks - (pos + 1)) / num_blocks
+        return (num_blocks - pos) / num_blocks
     if kind == "code":
-        return (pos + 1) / num_blocks
+        return pos / num_blocks
     raise MTLSearchError(f"unknown sharing depth weights {kind!r}; choose one of {list(DEPTH_WEIGHTS)}")
 
 
-def sharing_loss(logits: Tensor, *, weights: str | Tensor = "paper") -> Tensor:
+def sharing_loss(logits: Tensor, *, weights: str | Tensor = "shifted") -> Tensor:
     """``L_sharing`` (equation 4): ``Σ_{k1<k2} Σ_l w_l |α_{l,k1} - α_{l,k2}|``.
 
     Each unordered task pair counts once (the paper's double sum counts it twice, the same as
-    doubling ``λ_sh``). ``weights`` is ``paper``, ``code`` or a tensor of per-block weights.
+    doubling ``λ_sh``). ``weights`` names a :func:`depth_weights` kind or is a tensor of
+    per-block weights.
     """
     alpha = execute_probability(logits)
     w = depth_weights(alpha.shape[1], kind=weights) if isinstance(weights, str) else weights
@@ -117,3 +132,9 @@ def temperature(alternation: int, *, tau0: float, decay: float) -> float:
     """``τ`` during alternation ``a`` (0-based): ``tau0 * decay**a`` (the official code uses
     ``decay = 0.965``)."""
     return tau0 * decay**alternation
+
+
+def annealed_temperature(progress: float, *, tau0: float, final_ratio: float) -> float:
+    """``τ`` at ``progress`` (0..1) of the policy steps: geometric from ``tau0`` to
+    ``tau0 * final_ratio``, one small step per policy step instead of a jump per alternation."""
+    return tau0 * final_ratio ** min(1.0, max(0.0, progress))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlsearch.compute import charge, charge_forward
 from mtlsearch.data import MultiTaskDataset
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.model import MultiTaskModel
@@ -31,6 +33,7 @@ from mtlsearch.train import TrainConfig, TrainingError, _optimizer, select_devic
 from .losses import (
     DEPTH_WEIGHTS,
     SPARSITY_KINDS,
+    annealed_temperature,
     depth_weights,
     execute_probability,
     learning_mask,
@@ -42,6 +45,7 @@ from .losses import (
 from .supernet import PolicySupernet
 
 __all__ = [
+    "MIN_POLICY_STEPS",
     "PolicySettings",
     "PolicyResult",
     "learn_policy",
@@ -51,25 +55,46 @@ __all__ = [
 ]
 
 
+# Policy steps a phase takes at least (see PolicySettings.min_policy_steps): measured on
+# multi_digits (docs/strategies/gumbel_policy.md), where a pass over split B is ~24 steps.
+MIN_POLICY_STEPS = 200
+NOISE_KINDS = ("sample", "batch")
+
+
 @dataclass(frozen=True)
 class PolicySettings:
-    """Settings of the policy phase (defaults: the paper's where they transfer).
+    """Settings of the policy phase.
+
+    Defaults follow the paper where they transfer; three differ so that a short phase still
+    converges (``min_policy_steps``, ``noise="sample"``, per-step τ annealing) and one so that
+    every block feels the sharing loss (``sharing_weights="shifted"``). ``min_policy_steps=0,
+    noise="batch", sharing_weights="paper", tau_decay=0.965`` is the paper's / official schedule.
 
     Args:
         lambda_sparsity: ``λ_sp`` (paper configurations: 0.001 to 0.05).
         lambda_sharing: ``λ_sh`` (paper configurations: 0.005 to 0.1).
         tau0: Initial Gumbel-softmax temperature (paper: 5).
         tau_decay: ``τ`` is multiplied by this after each alternation (official code: 0.965);
-            ``None`` picks the decay that reaches ``tau0 * tau_final_ratio`` at the last one.
+            ``None`` anneals ``τ`` geometrically over the policy steps, from ``tau0`` to
+            ``tau0 * tau_final_ratio`` at the last one.
         tau_final_ratio: See ``tau_decay``.
         warmup_epochs: Hard-sharing epochs on the weight split before policy learning.
-        policy_epochs: Alternations (one weight pass over split A, one policy pass over B).
+        policy_epochs: Alternations (one weight pass over split A, then policy steps on B).
+        min_policy_steps: The policy phase takes at least this many policy (logit) steps in
+            all: each alternation's policy pass goes round split B as often as needed, so the
+            policy converges whatever the weight budget (0: one pass over B per alternation,
+            the paper's schedule, which leaves a few dozen steps in a short phase).
         curriculum: Fraction of the policy phase over which the curriculum opens all blocks,
             from the last one down (0: no curriculum).
         sparsity: ``paper`` (eq. 3, ``Σ log α``) or ``code`` (cross-entropy towards skip).
-        sharing_weights: ``paper`` (``(L - l)/L``) or ``code`` (``(l + 1)/L``).
+        sharing_weights: ``shifted`` (``(L - l + 1)/L``), ``paper`` (eq. 4, ``(L - l)/L``) or
+            ``code`` (``l/L``); see :func:`~.losses.depth_weights`.
         policy_lr: Adam learning rate of the logits (official: 0.01).
         policy_weight_decay: Adam weight decay of the logits.
+        noise: ``sample``: a Gumbel draw per (task, block) *and sample* of the batch, which
+            averages the policy gradient over the batch; ``batch``: one draw per (task, block)
+            for the whole batch, as the paper and official code do (one sampled architecture
+            per step, a much noisier gradient).
     """
 
     lambda_sparsity: float = 0.01
@@ -79,11 +104,13 @@ class PolicySettings:
     tau_final_ratio: float = 0.1
     warmup_epochs: int = 1
     policy_epochs: int = 2
+    min_policy_steps: int = MIN_POLICY_STEPS
     curriculum: float = 0.5
     sparsity: str = "paper"
-    sharing_weights: str = "paper"
+    sharing_weights: str = "shifted"
     policy_lr: float = 0.01
     policy_weight_decay: float = 0.0
+    noise: str = "sample"
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,6 +120,7 @@ class PolicySettings:
             ("tau_final_ratio", 0 < self.tau_final_ratio <= 1, "in (0, 1]"),
             ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
             ("policy_epochs", self.policy_epochs >= 1, "at least 1"),
+            ("min_policy_steps", self.min_policy_steps >= 0, "at least 0"),
             ("curriculum", 0 <= self.curriculum <= 1, "in [0, 1]"),
             ("policy_lr", self.policy_lr > 0, "positive"),
         ]
@@ -101,6 +129,8 @@ class PolicySettings:
         for name, ok, what in checks:
             if not ok:
                 raise MTLSearchError(f"policy setting {name} must be {what}, got {getattr(self, name)}")
+        if self.noise not in NOISE_KINDS:
+            raise MTLSearchError(f"noise must be one of {list(NOISE_KINDS)}, got {self.noise!r}")
         if self.sparsity not in SPARSITY_KINDS:
             raise MTLSearchError(f"sparsity must be one of {list(SPARSITY_KINDS)}, got {self.sparsity!r}")
         if self.sharing_weights not in DEPTH_WEIGHTS:
@@ -110,10 +140,21 @@ class PolicySettings:
 
     @property
     def decay(self) -> float:
-        """The per-alternation factor of ``τ``."""
+        """The per-alternation factor of ``τ`` (``tau_decay``, or the factor that reaches
+        ``tau0 * tau_final_ratio`` at the last alternation)."""
         if self.tau_decay is not None:
             return self.tau_decay
         return self.tau_final_ratio ** (1.0 / max(1, self.policy_epochs - 1))
+
+    def steps_per_alternation(self, batches_b: int) -> int:
+        """Policy steps in each alternation when a pass over split B has ``batches_b`` batches."""
+        return max(batches_b, math.ceil(self.min_policy_steps / self.policy_epochs))
+
+    def tau(self, alternation: int, progress: float) -> float:
+        """``τ`` in ``alternation`` at ``progress`` (0..1) of all policy steps."""
+        if self.tau_decay is not None:
+            return temperature(alternation, tau0=self.tau0, decay=self.tau_decay)
+        return annealed_temperature(progress, tau0=self.tau0, final_ratio=self.tau_final_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +227,12 @@ def _task_weights(model: MultiTaskModel, config: TrainConfig) -> dict[str, float
     return weights
 
 
+def _charge_soft(net: PolicySupernet, decisions: list[Tensor | None], rows: int) -> None:
+    """Charge one step of the soft forward (see :meth:`PolicySupernet.forward_macs`)."""
+    macs = net.forward_macs([d is not None for d in decisions])
+    charge(macs=float(rows) * macs, samples=rows)
+
+
 def learn_policy(
     model: MultiTaskModel,
     split_a: MultiTaskDataset,
@@ -194,9 +241,12 @@ def learn_policy(
     weight_config: TrainConfig,
 ) -> PolicyResult:
     """Warm up ``model`` (hard sharing) on ``split_a``, then alternate weight passes on
-    ``split_a`` (``weight_config``'s optimizer) and policy passes on ``split_b`` (Adam).
+    ``split_a`` (``weight_config``'s optimizer) and policy steps on ``split_b`` (Adam; at least
+    ``settings.min_policy_steps`` of them in all).
 
-    The model's weights are trained in place. Seeded by ``weight_config.seed``.
+    The model's weights are trained in place. Seeded by ``weight_config.seed``. Every
+    optimizer step is charged to the open compute meters (:mod:`mtlsearch.compute`): the
+    warm-up's as a hard-sharing forward, the soft steps' as the supernet's forward.
 
     Raises:
         MTLSearchError: The search space has no block a task may skip.
@@ -210,6 +260,7 @@ def learn_policy(
             f"search space {model.space.name!r} has no block a task may skip (every block's skip "
             "is 'none'); use a space with residual or same-width blocks, e.g. resnet18"
         )
+    charge(macs=0.0, networks=1)
     T, L = len(tasks), len(blocks)
     weights = _task_weights(model, weight_config)
     gen = torch.Generator().manual_seed(weight_config.seed)
@@ -227,6 +278,7 @@ def learn_policy(
             start = time.perf_counter()
             total = torch.zeros((), device=device)
             for x, y in split_a.batches(bs, shuffle=True, generator=gen):
+                charge_forward(model, int(x.shape[0]))
                 x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
                 loss = _weighted(task_losses(net, net(x), y), weights)
                 w_opt.zero_grad(set_to_none=True)
@@ -237,17 +289,20 @@ def learn_policy(
             times["warmup_epoch"].append(time.perf_counter() - start)
         P = settings.policy_epochs
         n_a = math.ceil(len(split_a) / bs)
-        n_b = math.ceil(len(split_b) / bs)
+        steps = settings.steps_per_alternation(math.ceil(len(split_b) / bs))
+        last = max(1, P * steps - 1)  # index of the last policy step: τ reaches its end there
         for alt in range(P):
-            tau = temperature(alt, tau0=settings.tau0, decay=settings.decay)
+            tau = settings.tau(alt, alt * steps / last)
             log: dict[str, float] = {"alternation": alt, "tau": tau}
             # weights: soft decisions from the current policy, logits fixed
             start, total = time.perf_counter(), torch.zeros((), device=device)
             for i, (x, y) in enumerate(split_a.batches(bs, shuffle=True, generator=gen)):
                 x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
                 mask = learning_mask((alt + i / n_a) / P, L, settings.curriculum)
-                soft = soft_decisions(logits.detach(), tau)
-                loss = _weighted(task_losses(net, net(x, _decisions(net, soft, mask)), y), weights)
+                draws = int(x.shape[0]) if settings.noise == "sample" else None
+                decisions = _decisions(net, soft_decisions(logits.detach(), tau, draws), mask)
+                _charge_soft(net, decisions, int(x.shape[0]))
+                loss = _weighted(task_losses(net, net(x, decisions), y), weights)
                 w_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 w_opt.step()
@@ -261,13 +316,16 @@ def learn_policy(
             sums = {"policy_loss": 0.0, "sparsity": 0.0, "sharing": 0.0}
             learning = 0
             try:
-                for i, (x, y) in enumerate(split_b.batches(bs, shuffle=True, generator=gen)):
+                for i, (x, y) in enumerate(_cycle(split_b, bs, gen, steps)):
                     x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
-                    mask = learning_mask((alt + i / n_b) / P, L, settings.curriculum).to(device)
+                    mask = learning_mask((alt + i / steps) / P, L, settings.curriculum).to(device)
                     frozen = logits.detach()[:, ~mask].clone()
                     learning = int(mask.sum())
-                    soft = soft_decisions(logits, tau)
-                    task_loss = _weighted(task_losses(net, net(x, _decisions(net, soft, mask)), y), weights)
+                    tau = settings.tau(alt, (alt * steps + i) / last)
+                    draws = int(x.shape[0]) if settings.noise == "sample" else None
+                    decisions = _decisions(net, soft_decisions(logits, tau, draws), mask)
+                    _charge_soft(net, decisions, int(x.shape[0]))
+                    task_loss = _weighted(task_losses(net, net(x, decisions), y), weights)
                     sp = sparsity_loss(logits[:, mask], kind=settings.sparsity)
                     sh = sharing_loss(logits[:, mask], weights=share_w[mask])
                     loss = task_loss + settings.lambda_sparsity * sp + settings.lambda_sharing * sh
@@ -282,8 +340,10 @@ def learn_policy(
             finally:
                 net.set_weights_trainable(True)
             times["policy_pass"].append(time.perf_counter() - start)
-            log.update({k: v / max(n_b, 1) for k, v in sums.items()})
+            log.update({k: v / steps for k, v in sums.items()})
             _check_finite(log["policy_loss"], "policy-phase")
+            log["tau_end"] = tau
+            log["policy_steps"] = steps
             log["learning_blocks"] = learning  # at the alternation's last policy step
             log["mean_execute"] = float(execute_probability(logits.detach()).mean())
             history.append(log)
@@ -291,6 +351,17 @@ def learn_policy(
     if "weight_pass" in seconds:
         seconds["alternation"] = seconds["weight_pass"] + seconds["policy_pass"]
     return PolicyResult(list(tasks), list(blocks), logits.detach().cpu(), history, seconds)
+
+
+def _cycle(data: MultiTaskDataset, batch_size: int, gen: torch.Generator, steps: int) -> Iterator[Any]:
+    """``steps`` shuffled batches of ``data``, going round it (a new shuffle each time)."""
+    done = 0
+    while done < steps:
+        for batch in data.batches(batch_size, shuffle=True, generator=gen):
+            yield batch
+            done += 1
+            if done == steps:
+                return
 
 
 def survival_probabilities(num_blocks: int, last: float = 0.5) -> np.ndarray:
@@ -307,7 +378,8 @@ def train_stochastic_depth(
 ) -> float:
     """The paper's "Stochastic Depth" ablation: train ``model`` (hard sharing) while each task
     drops each policy block at random (independently per batch); the full model is used at
-    inference. Returns the training seconds."""
+    inference. Every step is charged to the open compute meters as the supernet's forward
+    with all policy blocks decided. Returns the training seconds."""
     device = select_device(config.device)
     net = PolicySupernet(model).to(device)
     survive = torch.tensor(survival_probabilities(len(net.policy_blocks), last), dtype=torch.float32)
@@ -315,6 +387,7 @@ def train_stochastic_depth(
     weights = _task_weights(model, config)
     opt = _optimizer(config, net.weights())
     T = len(net.tasks)
+    charge(macs=0.0, networks=1)
     start = time.perf_counter()
     net.train()
     for _ in range(config.epochs):
@@ -323,6 +396,7 @@ def train_stochastic_depth(
             x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
             keep = (torch.rand(T, len(survive), generator=gen) < survive).float().to(device)
             decisions = _decisions(net, keep, torch.ones(len(survive), dtype=torch.bool))
+            _charge_soft(net, decisions, int(x.shape[0]))
             loss = _weighted(task_losses(net, net(x, decisions), y), weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -66,9 +66,10 @@ class PolicySupernet(nn.Module):
 
         Args:
             x: A batch of inputs.
-            decisions: One entry per block: ``None`` (every task executes it) or a ``(tasks,)``
-                tensor of execute weights in [0, 1] (only for policy blocks). ``None`` for all
-                blocks is the hard-sharing forward.
+            decisions: One entry per block: ``None`` (every task executes it) or a tensor of
+                execute weights in [0, 1] (only for policy blocks), ``(tasks,)`` for the whole
+                batch or ``(tasks, batch)`` per sample. ``None`` for all blocks is the
+                hard-sharing forward.
         """
         n = len(self._blocks)
         decisions = [None] * n if decisions is None else list(decisions)
@@ -83,17 +84,42 @@ class PolicySupernet(nn.Module):
             if i not in self.policy_blocks:
                 raise MTLSearchError(f"block {i} cannot be skipped, so its decision must be None")
             fx, sc = block(h), block.shortcut(h)
+            ones = [1] * (fx.ndim - 1)
+            per_sample = v.ndim == 2  # (T, B): one decision per task and sample
             if not stacked:  # same input for all tasks: mix the shared result per task
-                v = v.to(fx.dtype).reshape(T, 1, *([1] * (fx.ndim - 1)))
+                v = v.to(fx.dtype).reshape(T, B if per_sample else 1, *ones)
                 h = (v * fx.unsqueeze(0) + (1 - v) * sc.unsqueeze(0)).reshape(T * B, *fx.shape[1:])
                 stacked = True
             else:
-                v = v.to(fx.dtype).repeat_interleave(B).reshape(T * B, *([1] * (fx.ndim - 1)))
+                v = v.to(fx.dtype)
+                v = (v.reshape(T * B) if per_sample else v.repeat_interleave(B)).reshape(T * B, *ones)
                 h = v * fx + (1 - v) * sc
         if not stacked:
             return {t: head(h) for t, head in zip(self.tasks, self._heads)}
         parts = h.split(B)
         return {t: head(p) for t, head, p in zip(self.tasks, self._heads, parts)}
+
+    def forward_macs(self, decided: Sequence[bool] | None = None) -> int:
+        """Forward MACs per sample of :meth:`forward` when ``decided[i]`` says block ``i`` has a
+        decision (is not ``None``); default: no decisions, the hard-sharing forward.
+
+        Blocks before the first decided one run once; from there on every block runs on the T
+        tasks' stacked activations (a decided block also computes its shortcut), then the T
+        heads. This is what a policy-phase step costs, up to T times a hard-sharing forward.
+        """
+        n = len(self._blocks)
+        decided = [False] * n if decided is None else [bool(d) for d in decided]
+        if len(decided) != n:
+            raise MTLSearchError(f"need one entry per block ({n}), got {len(decided)}")
+        space, T = self.model.space, len(self.tasks)
+        macs, copies = 0, 1
+        for i, d in enumerate(decided):
+            copies = T if d else copies  # stacked from the first decided block on
+            macs += copies * space.block_cost(i).macs
+            if d:
+                macs += T * space.skip_cost(i).macs
+        macs += sum(space.head_cost(s).macs for s in self.task_specs)
+        return int(macs)
 
     def weights(self) -> list[nn.Parameter]:
         """The network's parameters (blocks and heads)."""

@@ -10,19 +10,23 @@ import torch
 from mtlsearch.context import SearchContext
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph import SharingGraph
+from mtlsearch.grouping import grouping_ari
 from mtlsearch.model import materialize, module_key
 from mtlsearch.pipeline import run_strategy
 from mtlsearch.plugins.gradient_merge import (
+    DIRECTIVES,
     GradientMerge,
     GradientRecorder,
     branch_gradients,
     branch_layer,
     branches,
     cluster_branches,
+    cluster_size_range,
     factor_vector,
     groups_from_labels,
     merge_branches,
     merge_weights,
+    min_samples_range,
     normalise_rows,
     sketch_projections,
     tt_cores,
@@ -31,6 +35,7 @@ from mtlsearch.plugins.gradient_merge import (
 )
 from mtlsearch.plugins.gradient_merge import strategy as strategy_module
 from mtlsearch.registry import create_space, load_dataset
+from mtlsearch.tasks import TaskSpec
 from mtlsearch.testing import tiny_context
 from mtlsearch.train import TrainConfig, _rewire, task_losses
 
@@ -123,6 +128,29 @@ def test_similarity_finds_planted_clusters_and_variance_makes_bigger_groups():
         cluster_branches(points, directive="closeness")
 
 
+def test_variance_merges_nearby_clusters_but_not_into_one_by_default():
+    # three tight pairs; pairs A and B are close to each other, C is far from both
+    a, b, c = np.array([1.0, 0.0, 0.0]), np.array([0.8, 0.6, 0.0]), np.array([0.0, 0.0, 1.0])
+    rng = np.random.default_rng(1)
+    centers = np.repeat(np.stack([a, b, c]), 2, axis=0)
+    points = normalise_rows(centers + 0.01 * rng.standard_normal((6, 3)))
+    sim = cluster_branches(points, directive="similarity", min_cluster_size=2, min_samples=1)
+    assert sorted(map(sorted, groups_from_labels(sim))) == [[0, 1], [2, 3], [4, 5]]
+    # median distance (about 0.63 between A and B, 1.41 to C): A and B merge, C stays apart
+    var = cluster_branches(points, directive="variance", min_cluster_size=2, min_samples=1)
+    assert sorted(map(sorted, groups_from_labels(var))) == [[0, 1, 2, 3], [4, 5]]
+    # epsilon 0 merges nothing beyond similarity's clusters
+    zero = cluster_branches(points, directive="variance", min_cluster_size=2, min_samples=1,
+                            epsilon_quantile=0.0)
+    assert groups_from_labels(zero) == groups_from_labels(sim)
+    # the earlier variant may answer "one group of everything"
+    one = cluster_branches(points, directive="variance", min_cluster_size=2, min_samples=1,
+                           allow_single_cluster=True, epsilon_quantile=1.0)
+    assert groups_from_labels(one) == [[0, 1, 2, 3, 4, 5]]
+    with pytest.raises(MTLSearchError, match="epsilon_quantile"):
+        cluster_branches(points, directive="variance", epsilon_quantile=2.0)
+
+
 def test_dissimilarity_groups_opposite_points():
     # two antipodal pairs: reversed distances make each pair the closest neighbours
     points = np.array([[1.0, 0.0], [-1.0, 0.01], [0.0, 1.0], [0.01, -1.0]])
@@ -185,6 +213,115 @@ def test_branches_start_identical():
             assert torch.equal(a, b)
 
 
+def _heads_equal(model, a, b):
+    sa, sb = model.heads[a].state_dict(), model.heads[b].state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _one_step(strategy, ctx, steps=1):
+    """Train ``steps`` optimizer steps with the strategy's hooks; return the model."""
+    proposal = strategy.propose(_trial(), ctx)
+    result = ctx.train(proposal.graph, max_steps=steps, on_backward=[strategy.on_backward],
+                       on_epoch_end=[strategy.on_epoch_end])
+    return result.model
+
+
+def test_heads_are_synchronised_by_kind_and_stay_equal_after_the_first_step():
+    # 4 binary tasks: one head shape; every head and branch must be equal after step 1
+    ctx = _ctx(epochs=2)
+    model = _one_step(GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=2), ctx)
+    names = list(model.heads)
+    assert len(names) == 4
+    for other in names[1:]:
+        assert _heads_equal(model, names[0], other)
+    for depth in (1, 2):  # every block of every branch (branch depth 1 of 3 blocks)
+        nodes = model.graph.block_nodes(depth)
+        assert len(nodes) == 4
+        first = model.blocks[module_key(nodes[0])].state_dict()
+        for node in nodes[1:]:
+            for key, value in model.blocks[module_key(node)].state_dict().items():
+                assert torch.equal(value, first[key]), (node, key)
+    # the paper's variant keeps the engine's per-head initialisation
+    plain = _one_step(GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=2,
+                                    sync_heads=False), ctx)
+    assert not _heads_equal(plain, names[0], names[1])
+
+
+def test_heads_of_different_kinds_or_sizes_are_not_mixed():
+    # tiny_context: binary (1 output), multiclass (3 outputs), regression (1 output)
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    before = {k: {n: v.clone() for n, v in h.state_dict().items()} for k, h in model.heads.items()}
+    synced = strategy_module._sync_heads(model)
+    assert synced == []  # no two heads share kind and shape: nothing copied
+    for key, head in model.heads.items():
+        assert all(torch.equal(v, before[key][n]) for n, v in head.state_dict().items())
+    # two regression heads of one size, one binary head of the same shape: only the pair syncs
+    data = load_dataset("synthetic", n_tasks=3, n_groups=1, n_samples=60, kind="regression")
+    specs = [data.tasks[0], data.tasks[1], TaskSpec(data.tasks[2].name, kind="binary")]
+    graph = SharingGraph.from_partitions(data.task_names, [[data.task_names]])
+    space = create_space("mlp", input_shape=data.input_shape, widths=(8,))
+    torch.manual_seed(0)
+    model = materialize(graph, space, specs)
+    synced = strategy_module._sync_heads(model)
+    assert len(synced) == 2
+    assert _heads_equal(model, "t000", "t001") and not _heads_equal(model, "t000", "t002")
+
+
+# ------------------------------------------------------------------ sampled settings
+@pytest.mark.parametrize("n_tasks,expected", [(2, (2, 2)), (6, (2, 2)), (11, (2, 2)), (12, (2, 3)),
+                                              (15, (2, 3)), (16, (2, 4)), (312, (2, 4))])
+def test_cluster_size_range_by_hand(n_tasks, expected):
+    assert cluster_size_range(n_tasks) == expected
+
+
+def test_min_samples_range_by_hand():
+    assert [min_samples_range(m) for m in (2, 3, 4, 9)] == [(1, 1), (1, 2), (1, 2), (1, 2)]
+
+
+def test_trials_sample_only_the_restricted_ranges():
+    ctx = _ctx(epochs=3, n_tasks=12)
+    strategy = GradientMerge()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = strategy.propose(trial, ctx).graph.info
+        assert set(trial.params) == {"min_cluster_size", "min_samples", "tt_rank"}
+        assert params["directive"] == "similarity" and params["start_epoch"] == 0
+        seen.add((params["min_cluster_size"], params["min_samples"]))
+        study.tell(trial, 0.0)
+    assert seen == {(2, 1), (3, 1), (3, 2)}  # every allowed pair, nothing else
+    # asked for, the directive and start epoch are sampled again
+    trial = study.ask()
+    GradientMerge(directive=None, start_epoch=None).propose(trial, ctx)
+    assert trial.params["directive"] in DIRECTIVES and 0 <= trial.params["start_epoch"] <= 1
+
+
+def test_initial_params_are_the_measured_settings_in_order():
+    strategy = GradientMerge()
+    twelve = _ctx(epochs=3, n_tasks=12)
+    assert strategy.initial_params(twelve) == [
+        {"min_cluster_size": 2, "min_samples": 1, "tt_rank": 2},
+        {"min_cluster_size": 3, "min_samples": 1, "tt_rank": 2},
+        {"min_cluster_size": 3, "min_samples": 2, "tt_rank": 2},
+    ]
+    # 4 tasks allow only (2, 1); fixed arguments are not trial parameters
+    four = _ctx(epochs=3, n_tasks=4)
+    assert strategy.initial_params(four) == [{"min_cluster_size": 2, "min_samples": 1, "tt_rank": 2}]
+    assert GradientMerge(tt_rank=4, min_samples=1).initial_params(four) == [{"min_cluster_size": 2}]
+    assert GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=1).initial_params(four) == []
+    sampled = GradientMerge(directive=None, start_epoch=None).initial_params(four)
+    assert sampled == [{"directive": "similarity", "min_cluster_size": 2, "min_samples": 1,
+                        "tt_rank": 2, "start_epoch": 0}]
+    # enqueued, each one is what propose uses
+    for params in strategy.initial_params(twelve):
+        study = optuna.create_study()
+        study.enqueue_trial(params)
+        info = strategy.propose(study.ask(), twelve).graph.info
+        assert {k: info[k] for k in params} == params
+
+
 # ------------------------------------------------------------------ stopping and record
 def _ctx(epochs, n_tasks=4):
     data = load_dataset("synthetic", n_tasks=n_tasks, n_groups=2, n_samples=300, seed=0)
@@ -223,9 +360,63 @@ def test_pair_merge_keeps_lowest_loss_branch(monkeypatch):
                         lambda s, c, groups: {n: (0.1 if n == "b2.1" else 1.0) for n in groups})
     strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
                              tt_rank=2, start_epoch=0, patience=1, branch_depth=2)
-    record = run_strategy(strategy, _ctx(epochs=1)).info["gradient_merge"]
+    record = run_strategy(strategy, _ctx(epochs=2)).info["gradient_merge"]
     assert record["merges"] == [{"epoch": 0, "groups": [["t000", "t001"]], "kept": ["b2.1"]}]
     assert record["final_groups"] == [["t000", "t001"], ["t002"], ["t003"]]
+
+
+def test_no_merge_at_the_last_epoch(monkeypatch):
+    calls = []
+
+    def merge_all(pts, **kw):
+        calls.append(len(pts))
+        return np.zeros(len(pts), int)
+
+    monkeypatch.setattr(strategy_module, "cluster_branches", merge_all)
+    # one epoch: its clusters are recorded, but a merge would leave the moved tasks' heads
+    # untrained on their new branch, so none happens
+    result = run_strategy(GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=2), _ctx(epochs=1))
+    record = result.info["gradient_merge"]
+    assert calls == [4] and record["merges"] == []
+    assert record["epochs"][0]["last_epoch"] is True and record["epochs"][0]["merged"] is False
+    assert record["epochs"][0]["would_merge"] == [["t000", "t001", "t002", "t003"]]
+    assert "last epoch" in record["stop_reason"]
+    assert record["final_groups"] == [["t000"], ["t001"], ["t002"], ["t003"]]
+    assert SharingGraph.from_dict(result.graph).branches_per_depth() == [1, 4, 4]
+    # start_epoch 1 of 3 epochs: the merge comes at the end of epoch 1, epoch 0 is not clustered
+    record = run_strategy(GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=2, start_epoch=1),
+                          _ctx(epochs=3)).info["gradient_merge"]
+    assert calls == [4, 4] and [m["epoch"] for m in record["merges"]] == [1]
+    # past the last epoch: nothing at all
+    record = run_strategy(GradientMerge(min_cluster_size=2, min_samples=1, tt_rank=2, start_epoch=3),
+                          _ctx(epochs=3)).info["gradient_merge"]
+    assert calls == [4, 4] and record["epochs"] == [] and "past the last epoch" in record["stop_reason"]
+
+
+def _pairs_then_rest(pts, **kw):
+    """Merge the first two branches (a pair each call) and leave the others alone."""
+    labels = np.full(len(pts), -1)
+    labels[:2] = 0
+    return labels
+
+
+def test_max_rounds_ends_grouping_and_the_paper_rule_goes_on(monkeypatch):
+    monkeypatch.setattr(strategy_module, "cluster_branches", _pairs_then_rest)
+    params = dict(min_cluster_size=2, min_samples=1, tt_rank=2)
+    one = run_strategy(GradientMerge(**params), _ctx(epochs=4)).info["gradient_merge"]
+    assert [m["epoch"] for m in one["merges"]] == [0]
+    assert one["lock_epoch"] == 0 and "max_rounds=1" in one["stop_reason"]
+    assert one["final_groups"] == [["t000", "t001"], ["t002"], ["t003"]]
+    # paper: merge each epoch until every task is grouped; by hand: {0 1} 2 3 -> {0 1 2} 3 ->
+    # {0 1 2 3} after epochs 0, 1, 2 (epoch 3, the last, never clusters)
+    paper = run_strategy(GradientMerge(max_rounds=None, **params), _ctx(epochs=4)).info["gradient_merge"]
+    assert [m["epoch"] for m in paper["merges"]] == [0, 1, 2]
+    assert [len(e["groups"]) for e in paper["epochs"]] == [3, 2, 1]
+    assert paper["final_groups"] == [["t000", "t001", "t002", "t003"]]
+    assert paper["lock_epoch"] == 2 and paper["stop_reason"] == "every task is grouped"
+    # the paper's rule stopped by a cap of two rounds instead
+    two = run_strategy(GradientMerge(max_rounds=2, **params), _ctx(epochs=4)).info["gradient_merge"]
+    assert [m["epoch"] for m in two["merges"]] == [0, 1] and "max_rounds=2" in two["stop_reason"]
 
 
 def test_planted_groups_are_recovered_on_synthetic():
@@ -233,13 +424,14 @@ def test_planted_groups_are_recovered_on_synthetic():
 
     data = load_dataset("synthetic", n_tasks=8, n_groups=2, n_samples=2000, seed=0)
     space = create_space("mlp", input_shape=data.input_shape, widths=(64, 64, 32, 32))
-    ctx = SearchContext(data=data, space=space, budget=TrainConfig(epochs=3, batch_size=64))
-    strategy = GradientMerge(directive="similarity", min_cluster_size=2, min_samples=1,
-                             tt_rank=4, start_epoch=0)
-    record = run_strategy(strategy, ctx).info["gradient_merge"]
+    ctx = SearchContext(data=data, space=space, budget=TrainConfig(epochs=2, batch_size=64))
+    strategy = GradientMerge()  # defaults, and the first setting a study tries
+    result = run_strategy(strategy, ctx, strategy.initial_params(ctx)[0])
+    record = result.info["gradient_merge"]
     found = {t: i for i, g in enumerate(record["final_groups"]) for t in g}
     ari = adjusted_rand_score(data.info["labels"], [found[t] for t in data.task_names])
-    assert ari > 0.6, record["final_groups"]
+    assert ari == 1.0, record["final_groups"]
+    assert grouping_ari(result.graph, data.info["groups"]) == 1.0
 
 
 def test_same_seed_same_result_and_retrain_option():
@@ -261,3 +453,7 @@ def test_bad_arguments_name_the_fix():
         GradientMerge(min_cluster_size=1)
     with pytest.raises(MTLSearchError, match="branch_depth"):
         GradientMerge(branch_depth=5).propose(_trial(), tiny_context())
+    with pytest.raises(MTLSearchError, match="max_rounds"):
+        GradientMerge(max_rounds=0)
+    with pytest.raises(MTLSearchError, match="sync_heads"):
+        GradientMerge(sync_heads="yes")

@@ -27,7 +27,7 @@ from .factors import (
     tt_sketch,
 )
 from .merge import MERGE_MODES, merge_branches, merge_weights
-from .strategy import GradientMerge
+from .strategy import GradientMerge, cluster_size_range, min_samples_range
 
 __all__ = [
     "DIRECTIVES",
@@ -39,10 +39,12 @@ __all__ = [
     "branch_layer",
     "branches",
     "cluster_branches",
+    "cluster_size_range",
     "factor_vector",
     "groups_from_labels",
     "merge_branches",
     "merge_weights",
+    "min_samples_range",
     "normalise_rows",
     "sketch_projections",
     "tt_cores",

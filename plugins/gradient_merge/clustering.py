@@ -13,10 +13,12 @@ directive decides which distance goes in and which clusters come out:
     The distances reversed, ``d'(a, b) = max(d) - d(a, b)`` (a precomputed metric), then the
     same selection: tasks whose gradients point *apart* become neighbours and are grouped.
 ``variance``
-    Euclidean distances, but HDBSCAN may return a single cluster and merges every pair of
-    clusters closer than the median pairwise distance (``cluster_selection_epsilon``): the
-    groups grow larger and fewer, as the paper's variance directive "favors large task
-    clusters".
+    Euclidean distances, and HDBSCAN merges every pair of clusters closer than the median
+    pairwise distance (``cluster_selection_epsilon``): the groups grow larger and fewer, as
+    the paper's variance directive "favors large task clusters". By default it may not return
+    one cluster of every branch (that is hard sharing, and when allowed it was the answer at
+    most settings on planted groups); ``allow_single_cluster=True`` permits it (the earlier
+    variant).
 
 Labels are HDBSCAN's: ``-1`` is noise (a branch that stays alone).
 
@@ -56,6 +58,8 @@ def cluster_branches(
     directive: str = "similarity",
     min_cluster_size: int = 2,
     min_samples: int = 1,
+    allow_single_cluster: bool = False,
+    epsilon_quantile: float = 0.5,
 ) -> np.ndarray:
     """HDBSCAN labels of ``points`` (one row per branch) under ``directive``.
 
@@ -64,6 +68,9 @@ def cluster_branches(
         directive: ``similarity``, ``dissimilarity`` or ``variance`` (see the module docstring).
         min_cluster_size: Smallest group HDBSCAN reports (>= 2).
         min_samples: ``k`` of the core distance (>= 1); capped at ``branches - 1``.
+        allow_single_cluster: ``variance`` only: let HDBSCAN put every branch in one group.
+        epsilon_quantile: ``variance`` only: quantile of the pairwise distances used as
+            ``cluster_selection_epsilon`` (0.5: the median).
 
     Returns:
         One integer label per row; ``-1`` marks branches left alone.
@@ -79,6 +86,8 @@ def cluster_branches(
         raise MTLSearchError(f"min_cluster_size must be at least 2, got {min_cluster_size}")
     if min_samples < 1:
         raise MTLSearchError(f"min_samples must be at least 1, got {min_samples}")
+    if not 0.0 <= epsilon_quantile <= 1.0:
+        raise MTLSearchError(f"epsilon_quantile must be in [0, 1], got {epsilon_quantile}")
     points = np.asarray(points, dtype=np.float64)
     n = points.shape[0]
     if n < min_cluster_size:
@@ -94,8 +103,9 @@ def cluster_branches(
         np.fill_diagonal(dist, 0.0)
     elif directive == "variance":
         upper = dist[np.triu_indices(n, 1)]
-        kwargs["allow_single_cluster"] = True
-        kwargs["cluster_selection_epsilon"] = float(np.median(upper)) if upper.size else 0.0
+        kwargs["allow_single_cluster"] = bool(allow_single_cluster)
+        epsilon = float(np.quantile(upper, epsilon_quantile)) if upper.size else 0.0
+        kwargs["cluster_selection_epsilon"] = epsilon
     if not np.any(dist > 0):  # all points equal: one group
         return np.zeros(n, dtype=int)
     with warnings.catch_warnings():

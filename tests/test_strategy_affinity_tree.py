@@ -33,13 +33,22 @@ from mtlsearch.plugins.affinity_tree import (
 )
 from mtlsearch.plugins.affinity_tree import estimators as est
 from mtlsearch.plugins.affinity_tree.tree import (
+    CLUSTERING_COSTS,
+    _beam,
     _canonical,
+    _exhaustive,
+    _Memo,
     _singletons,
+    _Tables,
+    build_tree,
     candidate_groupings,
     distance_matrix,
+    enumerate_trees,
     grouping_cost,
     is_refinement,
+    is_single_task,
     set_partitions,
+    tree_cost_parts,
 )
 from mtlsearch.registry import create_strategy
 from mtlsearch.tasks import TaskSpec, get_task_kind
@@ -141,14 +150,144 @@ def test_heat_map_has_one_panel_per_depth(tmp_path):
 def test_costs_by_hand():
     a = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.4], [0.3, 0.4, 1.0]])
     d = distance_matrix(a)
-    assert clustering_cost([[0, 1], [2]], d) == pytest.approx((0.2 + 0.0) / 2)
-    assert clustering_cost([[0, 1, 2]], d) == pytest.approx(0.7)
-    assert clustering_cost([[0], [1], [2]], d) == 0.0
+    # the paper: plain mean over groups of the largest distance
+    assert clustering_cost([[0, 1], [2]], d, "paper") == pytest.approx((0.2 + 0.0) / 2)
+    # size-weighted: group {0, 1} holds 2 of the 3 tasks
+    assert clustering_cost([[0, 1], [2]], d) == pytest.approx(2 / 3 * 0.2 + 1 / 3 * 0.0)
+    assert clustering_cost([[0, 2], [1]], d) == pytest.approx(2 / 3 * 0.7)
+    for kind in CLUSTERING_COSTS:
+        assert clustering_cost([[0, 1, 2]], d, kind) == pytest.approx(0.7)
+        assert clustering_cost([[0], [1], [2]], d, kind) == 0.0
     assert complexity_cost(3, 2) == 8.0 and complexity_cost(1, 5) == 0.0
-    assert grouping_cost([[0, 1], [2]], d, 1, alpha=0.5) == pytest.approx(0.1 + 0.5 * 2)
+    assert grouping_cost([[0, 1], [2]], d, 1, alpha=0.5, clustering="paper") == pytest.approx(0.1 + 0.5 * 2)
+    assert grouping_cost([[0, 1], [2]], d, 1, alpha=0.5) == pytest.approx(0.4 / 3 + 0.5 * 2)
     parts = [[[0, 1, 2]], [[0, 1], [2]]]
     expected = 0.7 + 0.5 * 0 + 0.1 + 0.5 * (1 * 2**0)
-    assert tree_cost(parts, np.stack([a, a]), [3, 0], alpha=0.5) == pytest.approx(expected)
+    assert tree_cost(parts, np.stack([a, a]), [3, 0], alpha=0.5, clustering="paper") == pytest.approx(expected)
+    c, k = tree_cost_parts(parts, np.stack([a, a]), [3, 0])
+    assert (c, k) == (pytest.approx(0.7 + 0.4 / 3), 1.0)
+    assert tree_cost(parts, np.stack([a, a]), [3, 0], alpha=0.5) == pytest.approx(c + 0.5 * k)
+    with pytest.raises(MTLSearchError, match="unknown clustering cost"):
+        clustering_cost([[0]], d, "median")
+
+
+def _planted_pairs() -> np.ndarray:
+    """One depth, 6 tasks in planted pairs {0,1}, {2,3}, {4,5} with distances 0.3, 0.2, 0.1
+    inside the pairs and 0.9 between them."""
+    a = np.full((6, 6), 0.1)
+    for (i, j), aff in {(0, 1): 0.7, (2, 3): 0.8, (4, 5): 0.9}.items():
+        a[i, j] = a[j, i] = aff
+    np.fill_diagonal(a, 1.0)
+    return a[None]
+
+
+PAIRS = [[0, 1], [2, 3], [4, 5]]
+LOPSIDED = [[0], [1], [2, 3], [4, 5]]  # two groups + singletons
+
+
+def test_planted_pairs_beat_two_groups_plus_singletons_under_the_size_weighted_cost():
+    d = distance_matrix(_planted_pairs()[0])
+    alpha = 0.11  # one depth, p = 0: the complexity cost is (b - 1) * alpha
+    # The paper's mean: the two singletons dilute it, (0.2 + 0.1) / 4, below the planted 0.6 / 3.
+    assert grouping_cost(PAIRS, d, 0, alpha, "paper") == pytest.approx(0.6 / 3 + 2 * alpha)  # 0.42
+    assert grouping_cost(LOPSIDED, d, 0, alpha, "paper") == pytest.approx(0.3 / 4 + 3 * alpha)  # 0.405
+    # Size-weighted: each pair weighs 2/6 whatever the rest is: 0.6/3 against 0.3/3.
+    assert grouping_cost(PAIRS, d, 0, alpha) == pytest.approx(2 / 6 * 0.6 + 2 * alpha)  # 0.42
+    assert grouping_cost(LOPSIDED, d, 0, alpha) == pytest.approx(2 / 6 * 0.3 + 3 * alpha)  # 0.43
+    # ... and over every one of the Bell(6) = 203 groupings:
+    for kind, winner in (("size_weighted", PAIRS), ("paper", LOPSIDED)):
+        best = min(set_partitions(range(6)), key=lambda g: grouping_cost(g, d, 0, alpha, kind))
+        assert _canonical(best) == _canonical(winner), kind
+
+
+@pytest.mark.parametrize(
+    "clustering, expected",
+    [
+        # breakpoints where two cost lines C + alpha * K cross (worked out in the comments)
+        ("size_weighted", [  # 5a | 1/30 + 4a | 0.1 + 3a | 0.2 + 2a | 0.9
+            ([[0], [1], [2], [3], [4], [5]], 0.01, 1 / 30),
+            ([[0], [1], [2], [3], [4, 5]], 1 / 30, 1 / 15),
+            ([[0], [1], [2, 3], [4, 5]], 1 / 15, 0.1),
+            (PAIRS, 0.1, 0.35),
+            ([[0, 1, 2, 3, 4, 5]], 0.35, 1.0),
+        ]),
+        # paper: a singleton beside all the rest costs (0 + 0.9) / 2: it beats the pairs too
+        ("paper", [  # 5a | 0.02 + 4a | 0.075 + 3a | 0.2 + 2a | 0.45 + a | 0.9
+            ([[0], [1], [2], [3], [4], [5]], 0.01, 0.02),
+            ([[0], [1], [2], [3], [4, 5]], 0.02, 0.055),
+            ([[0], [1], [2, 3], [4, 5]], 0.055, 0.125),
+            (PAIRS, 0.125, 0.25),
+            ([[0], [1, 2, 3, 4, 5]], 0.25, 0.45),
+            ([[0, 1, 2, 3, 4, 5]], 0.45, 1.0),
+        ]),
+    ],
+)
+def test_enumerated_trees_and_alpha_intervals_by_hand(clustering, expected):
+    found = enumerate_trees(_planted_pairs(), [0], alpha_range=(0.01, 1.0), clustering=clustering)
+    assert [_canonical(c.partitions[0]) for c in found] == [_canonical(g) for g, _, _ in expected]
+    for cand, (_, lo, hi) in zip(found, expected):
+        assert len(cand.intervals) == 1
+        assert cand.intervals[0] == (pytest.approx(lo), pytest.approx(hi))
+    # (the planted window is wider under the size-weighted cost: 0.1..0.35 against 0.125..0.25)
+    # The beam finds the same trees (to the bisection's tolerance)
+    beam = enumerate_trees(_planted_pairs(), [0], alpha_range=(0.01, 1.0), clustering=clustering,
+                           search="beam", beam_width=3, candidates="all")
+    assert [c.partitions for c in beam] == [c.partitions for c in found]
+    for b, e in zip(beam, found):
+        np.testing.assert_allclose(b.intervals, e.intervals, rtol=1e-3)
+
+
+def _key(partitions) -> tuple:
+    return tuple(_canonical(p) for p in partitions)
+
+
+def _check_tiling(found, low: float, high: float) -> None:
+    spans = sorted(iv for c in found for iv in c.intervals)
+    assert spans[0][0] == pytest.approx(low) and spans[-1][1] == pytest.approx(high)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start == pytest.approx(end)  # no gap, no overlap
+    assert len({_key(c.partitions) for c in found}) == len(found)  # distinct trees
+
+
+def _check_against_sweep(found, solve, grid) -> None:
+    """Every tree a fine log grid of alpha finds is enumerated, in an interval holding that alpha;
+    every enumerated tree is found by the grid unless its interval is narrower than two grid
+    steps, and the search returns it at its representative alpha."""
+    swept = {x: _key(solve(x).partitions) for x in grid}
+    assert set(swept.values()) <= {_key(c.partitions) for c in found}
+    for x, key in swept.items():
+        owners = [c for c in found if any(lo * (1 + 1e-6) < x < hi * (1 - 1e-6) for lo, hi in c.intervals)]
+        if owners:  # (a grid value within 1e-6 of a breakpoint may go either way)
+            assert [_key(c.partitions) for c in owners] == [key]
+    step = grid[1] / grid[0]
+    for c in found:
+        assert _key(solve(c.alpha).partitions) == _key(c.partitions)
+        if c.widest[1] / c.widest[0] > step**2:
+            assert _key(c.partitions) in set(swept.values())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("clustering", CLUSTERING_COSTS)
+def test_exact_enumeration_equals_a_fine_alpha_sweep(seed, clustering):
+    a, pooling, low, high = _random_tensor(seed, 3, 4), [2, 1, 0], 1e-3, 1.0
+    found = enumerate_trees(a, pooling, alpha_range=(low, high), search="exhaustive", clustering=clustering)
+    _check_tiling(found, low, high)
+    tables = _Tables(a, pooling, clustering)  # the exhaustive search with its alpha-free tables kept
+    assert _exhaustive(tables, 0.05) == exhaustive_search(a, pooling, alpha=0.05, clustering=clustering)
+    _check_against_sweep(found, lambda x: _exhaustive(tables, x), np.geomspace(low, high, 600))
+    assert len(found) >= 4
+    for c in found:  # the recorded line is the tree's cost
+        assert c.cost(c.alpha) == pytest.approx(tree_cost(c.partitions, a, pooling, c.alpha, clustering))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_beam_enumeration_equals_a_fine_alpha_sweep(seed):
+    a, pooling, low, high = _random_tensor(seed, 3, 6), [1, 0, 0], 1e-3, 1.0
+    found = enumerate_trees(a, pooling, alpha_range=(low, high), search="beam", beam_width=2, seed=0)
+    _check_tiling(found, low, high)
+    memo = _Memo(a, "size_weighted", "spectral", 0)  # the beam with its alpha-free parts kept
+    assert _beam(memo, pooling, 0.05, 2) == beam_search(a, pooling, alpha=0.05, beam_width=2)
+    _check_against_sweep(found, lambda x: _beam(memo, pooling, x, 2), np.geomspace(low, high, 3000))
 
 
 def test_pooling_steps_count_the_down_sampling_that_follows():
@@ -348,9 +487,10 @@ def test_planted_groups_are_recovered():
 
 
 # ----------------------------------------------------------------------------- strategy
-def test_strategy_reuses_a_tree_trained_before():
+def test_paper_sampling_reuses_a_tree_trained_before():
     ctx = tiny_context()
-    strategy = create_strategy("affinity_tree", estimator="rsa", alpha_range=(1e-3, 100.0))
+    strategy = create_strategy("affinity_tree", estimator="rsa", alpha_range=(1e-3, 100.0),
+                               alpha_sampling="log_uniform", clustering="paper")
     first = run_strategy(strategy, ctx, params={"alpha": 5.0, "beam_width": 1})
     second = run_strategy(strategy, ctx, params={"alpha": 50.0, "beam_width": 2})
     assert first.info["tree"] == second.info["tree"] == [[["bin", "cls", "reg"]]] * 2  # hard sharing
@@ -359,6 +499,7 @@ def test_strategy_reuses_a_tree_trained_before():
     split = run_strategy(strategy, ctx, params={"alpha": 1e-3, "beam_width": 1})
     assert split.info["reused"] is False and split.info["branches"][-1] == 3
     assert split.delta_mtl == pytest.approx(0.0, abs=1e-9)  # all apart = the reference itself
+    assert strategy.initial_params(ctx) == []  # the paper's blind sampling queues nothing
 
 
 def test_strategy_takes_a_saved_tensor(tmp_path):
@@ -366,12 +507,90 @@ def test_strategy_takes_a_saved_tensor(tmp_path):
     tensor = AffinityTensor(ctx.task_names, np.ones((2, 3, 3)), "hand-made")
     path = tensor.save(tmp_path / "aff.npz")
     strategy = AffinityTree(affinity=path, reuse_trained=False, search="exhaustive")
-    result = run_strategy(strategy, ctx, params={"alpha": 0.01})
+    # all distances 0: hard sharing is the cheapest tree for every alpha > 0, the only candidate
+    assert strategy.initial_params(ctx) == [{"tree": 0}]
+    result = run_strategy(strategy, ctx, params={"tree": 0})
     assert result.info["tree"] == [[["bin", "cls", "reg"]]] * 2 and result.info["estimator"] == "hand-made"
+    assert result.info["n_candidates"] == 1 and result.info["prior_share"] == pytest.approx(1.0)
     assert result.epochs_run == 1  # trained by the engine, not in propose
     wrong = AffinityTree(affinity=AffinityTensor(["x", "y", "z"], np.ones((2, 3, 3)), "hand-made"))
     with pytest.raises(MTLSearchError, match="recompute it"):
-        run_strategy(wrong, ctx, params={"alpha": 0.01, "beam_width": 1})
+        run_strategy(wrong, ctx, params={"tree": 0})
+
+
+def _hand_tensor(tasks) -> AffinityTensor:
+    """Tasks bin, cls, reg; bin and cls related (distance 0.1 after block 0, 0.25 after block 1),
+    reg apart (0.9). Size-weighted per-depth costs: singletons 2a; P = {bin, cls}, {reg}:
+    2/3 * d + a (1/15 + a, then 1/6 + a); one group 0.9. Trees (block 0, block 1):
+    (S, S) = 4a, (P, S) = 1/15 + 3a, (P, P) = 7/30 + 2a, (H, H) = 1.8 ((H, S), (H, P) never
+    win): breakpoints at a = 1/15, 1/6 and 47/60."""
+    values = np.full((2, 3, 3), 0.1)
+    values[0, 0, 1] = values[0, 1, 0] = 0.9
+    values[1, 0, 1] = values[1, 1, 0] = 0.75
+    for d in range(2):
+        np.fill_diagonal(values[d], 1.0)
+    return AffinityTensor(list(tasks), values, "hand-made")
+
+
+SINGLE = [[["bin"], ["cls"], ["reg"]]] * 2
+PAIR_SINGLES = [[["bin", "cls"], ["reg"]], [["bin"], ["cls"], ["reg"]]]
+PAIR_PAIR = [[["bin", "cls"], ["reg"]]] * 2
+HARD = [[["bin", "cls", "reg"]]] * 2
+
+
+def test_candidates_are_the_distinct_trees_without_the_single_task_one():
+    ctx = tiny_context()
+    strategy = AffinityTree(affinity=_hand_tensor(ctx.task_names), search="exhaustive", alpha_range=(1e-3, 10.0))
+    found = strategy.tree_candidates(ctx)
+    assert [c.named(ctx.task_names) for c in found] == [PAIR_SINGLES, PAIR_PAIR, HARD]  # not SINGLE
+    expected = [(1 / 15, 1 / 6), (1 / 6, 47 / 60), (47 / 60, 10.0)]
+    for c, (lo, hi) in zip(found, expected):
+        assert c.intervals == [(pytest.approx(lo), pytest.approx(hi))]
+        assert not is_single_task(c.partitions)
+        # the representative alpha builds this very tree
+        built = build_tree(strategy.affinity_tensor(ctx).values, [0, 0], alpha=c.alpha, search="exhaustive")
+        assert built.named(ctx.task_names) == c.named(ctx.task_names)
+    # the single-task tree, 1e-3..1/15, is a candidate only when it is the only tree
+    only = AffinityTree(affinity=_hand_tensor(ctx.task_names), search="exhaustive", alpha_range=(1e-4, 0.05))
+    assert [c.named(ctx.task_names) for c in only.tree_candidates(ctx)] == [SINGLE]
+    assert only.initial_params(ctx) == [{"tree": 0}]
+    result = run_strategy(only, ctx, params={"tree": 0})
+    assert result.info["tree"] == SINGLE and result.delta_mtl == pytest.approx(0.0, abs=1e-9)
+
+
+def test_initial_params_put_the_widest_inner_interval_first():
+    ctx = tiny_context()
+    strategy = AffinityTree(affinity=_hand_tensor(ctx.task_names), search="exhaustive", alpha_range=(1e-3, 10.0))
+    widths = [c.log_width for c in strategy.tree_candidates(ctx)]
+    assert widths == pytest.approx([np.log10(2.5), np.log10(4.7), np.log10(600 / 47)])
+    # inner trees by width (P, P: 0.67 decades, then P, S: 0.40); hard sharing, whose interval
+    # only ends where the range does (1.11 decades, the widest), last
+    assert strategy.initial_params(ctx) == [{"tree": 1}, {"tree": 0}, {"tree": 2}]
+
+
+def test_a_study_tries_the_queued_trees_first_and_records_their_intervals():
+    from mtlsearch.study import search
+    from mtlsearch.testing import tiny_dataset
+
+    ctx = tiny_context()
+    strategy = AffinityTree(affinity=_hand_tensor(ctx.task_names), search="exhaustive", alpha_range=(1e-3, 10.0))
+    result = search(strategy=strategy, dataset=tiny_dataset(), space=ctx.space, trials=4,
+                    budget=ctx.budget, objectives=("delta_mtl",), progress=False)
+    trials = result.study.get_trials()
+    assert [t.params["tree"] for t in trials[:3]] == [1, 0, 2]
+    infos = [t.user_attrs["info"] for t in trials]
+    assert [i["tree"] for i in infos[:3]] == [PAIR_PAIR, PAIR_SINGLES, HARD]
+    assert infos[0]["alpha_interval"] == [pytest.approx(1 / 6), pytest.approx(47 / 60)]
+    assert infos[0]["prior_share"] == pytest.approx(np.log10(4.7) / 4)
+    assert infos[0]["alpha"] == pytest.approx(np.sqrt(47 / 360))
+    assert infos[3]["tree"] in (PAIR_PAIR, PAIR_SINGLES, HARD) and infos[3]["reused"] is True
+
+
+def test_strategy_options_are_checked():
+    with pytest.raises(MTLSearchError, match="alpha_sampling"):
+        AffinityTree(alpha_sampling="grid")
+    with pytest.raises(MTLSearchError, match="clustering cost"):
+        AffinityTree(clustering="median")
 
 
 def test_reference_and_affinity_share_one_single_task_training(monkeypatch):

@@ -3,8 +3,9 @@
 Seed paper: Vandenhende, De Brabandere and Van Gool, "Branched Multi-Task Networks: Deciding
 What Layers To Share". Modules: :mod:`.affinity` (tournaments, the affinity tensor, files),
 :mod:`.estimators` (recombined networks, their cheaper subset variant, RSA), :mod:`.tree`
-(costs, beam and exhaustive search), :mod:`.plots` (heat maps), :mod:`.agreement` (comparing
-estimators), :mod:`.strategy` (the search strategy).
+(costs, beam and exhaustive search, the distinct trees of an ``alpha`` range), :mod:`.plots`
+(heat maps), :mod:`.agreement` (comparing estimators), :mod:`.strategy` (the search strategy),
+:mod:`.recovery` (does a search find planted task groups: the measurement in the docs).
 
 Example:
     >>> from mtlsearch import create_strategy
@@ -31,20 +32,27 @@ from .estimators import ESTIMATORS, estimate_affinity, train_single_task
 from .plots import draw_affinity
 from .strategy import AffinityTree
 from .tree import (
+    CLUSTERING_COSTS,
+    TreeCandidate,
     TreeResult,
     beam_search,
     build_tree,
     clustering_cost,
     complexity_cost,
+    enumerate_trees,
     exhaustive_search,
+    is_single_task,
     pooling_steps,
     tree_cost,
+    tree_cost_parts,
 )
 
 __all__ = [
     "AffinityTree",
     "AffinityTensor",
+    "CLUSTERING_COSTS",
     "ESTIMATORS",
+    "TreeCandidate",
     "TreeResult",
     "affinity_from_losses",
     "affinity_matrix",
@@ -53,8 +61,10 @@ __all__ = [
     "clustering_cost",
     "complexity_cost",
     "draw_affinity",
+    "enumerate_trees",
     "estimate_affinity",
     "exhaustive_search",
+    "is_single_task",
     "pair_spearman",
     "per_sample_losses",
     "performance_vector",
@@ -63,6 +73,7 @@ __all__ = [
     "train_single_task",
     "tree_ari",
     "tree_cost",
+    "tree_cost_parts",
 ]
 
 

@@ -478,7 +478,8 @@ def _sort_key(row: Mapping[str, Any]) -> float:
 
 
 def _run_record(study: Any, strategy: str, seed: int) -> dict[str, Any]:
-    trials = study.get_trials(deepcopy=False)
+    # finished trials only: queued initial parameters a compute budget never reached do not count
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     seconds = sum(float(t.user_attrs.get("trial_seconds", 0.0)) for t in trials)
     record: dict[str, Any] = {"strategy": strategy, "seed": seed, "study": study.study_name,
                               "n_trials": len(trials), "search_seconds": seconds,

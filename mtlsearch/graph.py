@@ -31,9 +31,13 @@ import numpy as np
 
 from .errors import GraphError
 
-__all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT"]
+__all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT", "TASK_NORMS"]
 
-SCHEMA_VERSION = 1
+#: Newest schema this version reads. Graphs are written as version 1 unless they need a
+#: version-2 feature (``task_norm="task"``), so older readers keep reading everything else.
+SCHEMA_VERSION = 2
+#: How batch-norm statistics are kept where tasks reach a block with different inputs.
+TASK_NORMS = ("shared", "task")
 INPUT = "input"
 _FORMAT = "mtlsearch.sharing_graph"
 MAX_BLOCKS = 10_000  # far beyond any real network; refuses absurd files
@@ -86,6 +90,11 @@ class SharingGraph:
         space: Optional ``{"name", "kwargs"}`` of the search space (exported with the graph).
         task_specs: Optional task specs as dictionaries (exported with the graph).
         info: Free-form JSON-ready facts (e.g. the strategy's hyper-parameters).
+        task_norm: ``"shared"`` (default): a block's batch norms keep one set of running
+            statistics for every task through it; ``"task"``: one set per distinct input
+            where the tasks' inputs differ (after a mask or a split), so each task is
+            normalised with statistics of its own activations (see
+            :class:`~mtlsearch.model.GroupedBatchNorm`).
     """
 
     def __init__(
@@ -96,6 +105,7 @@ class SharingGraph:
         space: Mapping[str, Any] | None = None,
         task_specs: Sequence[Mapping[str, Any]] | None = None,
         info: Mapping[str, Any] | None = None,
+        task_norm: str = "shared",
     ):
         tasks = list(tasks)
         if not tasks:
@@ -110,11 +120,21 @@ class SharingGraph:
         self.space = dict(space) if space else None
         self.task_specs = [dict(s) for s in task_specs] if task_specs else None
         self.info = dict(info or {})
+        self.task_norm = _check_task_norm(task_norm)
         self.nx = nx.DiGraph()
         self.nx.add_node(INPUT, kind="input")
         for t in tasks:
             self.nx.add_node(head_id(t), kind="head", task=t)
         self._counts: dict[int, int] = {}
+
+    @property
+    def task_norm(self) -> str:
+        """``"shared"`` or ``"task"``: how block normalisation statistics are kept."""
+        return self._task_norm
+
+    @task_norm.setter
+    def task_norm(self, value: str) -> None:
+        self._task_norm = _check_task_norm(value)
 
     # ------------------------------------------------------------------ building
     def add_block(self, index: int, node: str | None = None) -> str:
@@ -417,9 +437,9 @@ class SharingGraph:
         link = nx.node_link_data(
             g, source="source", target="target", name="id", key="key", edges="edges"
         )
-        return {
+        data = {
             "format": _FORMAT,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": 1,
             "tasks": list(self.tasks),
             "num_blocks": self.num_blocks,
             "space": self.space,
@@ -427,6 +447,11 @@ class SharingGraph:
             "info": self.info,
             "graph": link,
         }
+        if self.task_norm != "shared":
+            # a version-1 reader would silently build shared statistics: make it refuse
+            data["schema_version"] = 2
+            data["task_norm"] = self.task_norm
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> SharingGraph:
@@ -452,12 +477,16 @@ class SharingGraph:
         blocks = data.get("num_blocks")
         if isinstance(blocks, int) and not 0 < blocks <= MAX_BLOCKS:  # bounds memory use
             raise GraphError(f"field 'num_blocks' must be in 1..{MAX_BLOCKS}, got {blocks}")
+        task_norm = data.get("task_norm", "shared")
+        if task_norm not in TASK_NORMS:
+            raise GraphError(f"field 'task_norm' must be one of {list(TASK_NORMS)}, got {task_norm!r}")
         graph = cls(
             tasks,
             blocks,
             space=data.get("space"),
             task_specs=data.get("task_specs"),
             info=data.get("info"),
+            task_norm=task_norm,
         )
         link = data.get("graph")
         if not isinstance(link, dict) or not isinstance(link.get("nodes"), list) or not isinstance(
@@ -575,6 +604,12 @@ class SharingGraph:
 
     def _block_items(self) -> Iterable[tuple[str, dict[str, Any]]]:
         return ((n, d) for n, d in self.nx.nodes(data=True) if d.get("kind") == "block")
+
+
+def _check_task_norm(task_norm: Any) -> str:
+    if task_norm not in TASK_NORMS:
+        raise GraphError(f"task_norm must be one of {list(TASK_NORMS)}, got {task_norm!r}")
+    return str(task_norm)
 
 
 def _check_partition(tasks: Sequence[str], groups: Sequence[frozenset[str]], depth: int) -> None:

@@ -36,6 +36,8 @@ class NodeRun:
         run_outputs: ``(position in run_inputs, output slot, mask id or None)`` per output.
         skip_inputs: Distinct input slots that take the node's shortcut.
         skip_outputs: ``(position in skip_inputs, output slot)`` per output.
+        input_tasks: ``{input slot: tasks entering the node from it}`` (run or skip), in
+            task order: which tasks' inputs a stacked pass carries (per-task normalisation).
     """
 
     node: str
@@ -44,6 +46,7 @@ class NodeRun:
     run_outputs: list[tuple[int, int, int | None]] = field(default_factory=list)
     skip_inputs: list[int] = field(default_factory=list)
     skip_outputs: list[tuple[int, int]] = field(default_factory=list)
+    input_tasks: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,6 +90,7 @@ def build_plan(graph: SharingGraph, tasks: Sequence[str] | None = None) -> Execu
                             masks.append(step.mask)
                         mask_id = mask_ids[raw]
                     _attach(run.run_inputs, run.run_outputs, parent, (slots[key], mask_id))
+            levels[step.index][step.node].input_tasks.setdefault(parent, []).append(task)
             parent = slots[key]
         head_slots[task] = parent
     return ExecutionPlan(tasks, [list(level.values()) for level in levels], head_slots, masks)

@@ -2,7 +2,9 @@
 
 A hard-shared backbone where every block's output, after its normalisation and before its
 activation, is multiplied by a fixed random binary channel mask per task; the sharing ratio σ
-sets how many units tasks share (1: hard sharing, 0: disjoint subnetworks). See
+sets how many units tasks share (1: hard sharing, 0: disjoint subnetworks). Blocks that tasks
+reach with different masked inputs normalise each task with its own batch-norm statistics, and
+one-task training keeps update parity with all-task training. See
 ``docs/strategies/task_routing.md``.
 
 Example:
@@ -27,12 +29,15 @@ from .evaluation import (
 )
 from .extract import SUPPORTED_BLOCKS, SpecialisedSubnet, extract_subnet
 from .masks import SCHEMES, MaskStats, mask_stats, routing_masks, shared_units
-from .strategy import TaskRouting, routed_graph
+from .norms import norm_statistics, recalibrate_norms
+from .strategy import INITIAL_SIGMAS, TASK_NORMS, TaskRouting, routed_graph
 
 __all__ = [
     "BatchedRouting",
     "DEFAULT_MAX_BYTES",
+    "INITIAL_SIGMAS",
     "SCHEMES",
+    "TASK_NORMS",
     "SUPPORTED_BLOCKS",
     "MaskStats",
     "SpecialisedSubnet",
@@ -40,6 +45,8 @@ __all__ = [
     "evaluate_routed",
     "extract_subnet",
     "mask_stats",
+    "norm_statistics",
+    "recalibrate_norms",
     "routed_bytes_per_row",
     "routed_forward",
     "routed_graph",

@@ -67,7 +67,8 @@ class BatchedRouting:
     Equal (up to float rounding) to ``model(x, tasks)``: block 0 runs once on ``x``, every
     later block once on the ``T x batch`` rows; masks multiply between each block's
     ``pre_activation`` and ``activation``. Weights are the model's own (read at call time);
-    only the mask matrices and the head layout are prepared here.
+    only the mask matrices and the head layout are prepared here. Per-task batch-norm
+    statistics (``task_norm="task"``) normalise each task's ``batch`` rows with its own.
 
     Args:
         model: A materialized model of a graph with one block node per depth and no skips.
@@ -116,7 +117,9 @@ class BatchedRouting:
         model, h, spread = self.model, x, False
         for node, masks in zip(self._nodes, self._masks):
             block = model.blocks[model._block_keys[node]]
-            z = block.pre_activation(h)
+            # a node with per-task statistics comes after a mask, so the rows are spread
+            with model.norm_layout(node, names if spread else []):
+                z = block.pre_activation(h)
             if masks is None and not spread:
                 h = block.activation(z)
                 continue

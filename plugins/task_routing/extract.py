@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlsearch.errors import MTLSearchError
+from mtlsearch.model import GroupedBatchNorm
 from mtlsearch.tasks import VectorHead
 
 __all__ = ["SpecialisedSubnet", "extract_subnet", "SUPPORTED_BLOCKS"]
@@ -102,6 +103,19 @@ class SlicedResidual(nn.Module):
 
     def activation(self, z: Tensor) -> Tensor:
         return torch.relu(z)
+
+
+def _with_group_norms(block: nn.Module, group: int | None) -> nn.Module:
+    """``block``, or a copy whose per-task batch norms are plain ones holding ``group``'s
+    statistics (the task's own, as the routed model uses them)."""
+    if group is None:
+        return block
+    block = copy.deepcopy(block)
+    for parent in list(block.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, GroupedBatchNorm):
+                setattr(parent, name, child.as_batchnorm(group))
+    return block
 
 
 def _index(idx: list[int], device: torch.device) -> Tensor:
@@ -178,7 +192,8 @@ def extract_subnet(model: nn.Module, task: str) -> SpecialisedSubnet:
     kept_all: list[list[int]] = []
     kept_in: list[int] | None = None
     for step in graph.steps(task):
-        block = model.blocks[model._block_keys[step.node]]
+        block = _with_group_norms(model.blocks[model._block_keys[step.node]],
+                                  model.norm_group(step.node, task))
         kind = type(block).__name__
         if step.skip:
             raise MTLSearchError(

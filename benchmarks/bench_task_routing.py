@@ -63,10 +63,12 @@ def run_sweep(args: argparse.Namespace) -> None:
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(f"multi_digits {sizes}, small_cnn, {args.scheme} masks, {args.epochs} epochs, one active task per batch, "
-          f"test split, seeds {args.seeds} ({time.perf_counter() - start:.0f} s)")
+          f"validation split, seeds {args.seeds} ({time.perf_counter() - start:.0f} s)")
     for metric in ("accuracy", "precision", "recall"):
-        print(f"\n{metric} (%)\n{result.table(metric)}")
-    print(f"\nbest sigma by mean accuracy: {result.best_sigma('accuracy')}")
+        print(f"\n{metric} (%, validation)\n{result.table(metric)}")
+    mean, std = result.test_overall("accuracy")
+    print(f"\nsigma chosen on validation accuracy: {result.chosen_sigma}; its test accuracy "
+          f"{100 * mean:.1f} ± {100 * std:.1f} %")
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
 

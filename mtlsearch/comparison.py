@@ -429,6 +429,13 @@ def _parallel(jobs: list[dict[str, Any]], workers: int,
 
     import torch
 
+    import optuna
+
+    from .storage import open_storage
+
+    opened = open_storage(jobs[0]["storage"])
+    if isinstance(opened, str):  # a database URL: make its tables now, not in two workers at once
+        optuna.storages.RDBStorage(opened)
     ctx = multiprocessing.get_context("spawn")  # no forked torch state
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,

@@ -30,6 +30,8 @@ affinity    d        bench_affinity_tree.py --part synthetic (estimators' cost a
 gpu         f        bench_gpu.py (only with ``--device cuda``)
 results     results  bench_results.py --markdown (docs/results.md, strategies side by side)
 dense       results  bench_dense.py --markdown (docs/results.md, dense prediction)
+quality     results  bench_search_quality.py --quick (docs/results.md, search quality; under
+                     the recorded 5-seed run)
 ==========  =======  ====================================================================
 """
 
@@ -52,19 +54,21 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # bench_dense.py's meaningful preset, 3 seeds: too long for the suite, so recorded once.
 RECORDED_DENSE = HERE / "recorded" / "dense_meaningful.md"
+# bench_search_quality.py at its default size (5 seeds, about 25 min on 2 cores): recorded once.
+RECORDED_QUALITY = HERE / "recorded" / "search_quality.json"
 if str(HERE) not in sys.path:  # `report` sits next to this file
     sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
 from report import Section  # noqa: E402
 
-PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense")
+PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense", "quality")
 LETTERS = {"a": ["engine"], "b": ["engine"], "c": ["routing", "merge"],
            "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"]}
 #: Rough single-thread minutes of each part (full, quick): the longest start first.
 ESTIMATES = {"engine": (3.5, 0.6), "routing": (1.3, 0.6), "merge": (2.5, 1.0),
              "search": (5.5, 2.0), "affinity": (2.5, 0.8), "gpu": (8.0, 3.0),
-             "results": (10.0, 4.0), "dense": (3.0, 1.5)}
+             "results": (10.0, 4.0), "dense": (3.0, 1.5), "quality": (5.0, 5.0)}
 
 
 @dataclass
@@ -162,6 +166,17 @@ def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
             if _has_option(script, "--device") and dev != "cpu":
                 job.argv += ["--device", dev]
         jobs[part] = job
+
+    # Always its smoke size: the default size (5 seeds) is recorded (RECORDED_QUALITY) and
+    # rendered above it. One process, so the suite keeps two busy cores.
+    quality = Job("quality", "bench_search_quality.py",
+                  ["--quick", "--jobs", "1", "--threads", threads, "--json", _rel(o["quality"]),
+                   "--out", _rel(out / "quality_runs")], [o["quality"]])
+    if not (HERE / "bench_search_quality.py").exists():
+        quality.skip_reason = "benchmarks/bench_search_quality.py does not exist yet"
+    elif dev != "cpu":
+        quality.argv += ["--device", dev]
+    jobs["quality"] = quality
     return jobs
 
 
@@ -271,11 +286,41 @@ def _source(part: str, status: Mapping[str, Mapping[str, Any]], ran: Sequence[st
     return f"\n\n*Measured {when}{mode}: `{st['command']}`, {st['seconds']:.0f} s.*"
 
 
+def _quality_section(out: Path, images: Path | None, status: Mapping[str, Mapping[str, Any]],
+                     ran: Sequence[str], jobs: Mapping[str, Job],
+                     recorded: Path | None) -> str | None:
+    """The search-quality section: the recorded default-size run (when there is one), then the
+    suite's own smoke run; ``None`` when neither has figures."""
+    smoke = None if (status.get("quality") or {}).get("reason") else _load(out / "quality.json")
+    rec = _load(recorded) if recorded is not None and recorded.exists() else None
+    if rec is None and smoke is None:
+        return None
+    parts = []
+    if rec is not None:
+        note = (f"*Recorded run at the default size, not repeated by the suite (see "
+                f"benchmarks/README.md): `{_rel(recorded)}`, written by `{rec.get('command')}`; "
+                "the suite's own smoke run follows it.*")
+        parts.append(report.render_search_quality(rec, images, note=note).strip())
+    if smoke is not None:
+        body = report.render_search_quality(smoke, images, image_tag="smoke_",
+                                            intro=rec is None)
+        body = body + _source("quality", status, ran)
+        if rec is not None:  # under the recorded run's heading
+            body = "### Smoke run (`--quick`)\n\n" + report.demote_headings(
+                body.split("\n", 1)[1], 1).strip()
+        parts.append(body.strip())
+    else:
+        parts.append("### Smoke run (`--quick`)\n\n"
+                     + report.not_generated(_why("quality", status, jobs)))
+    return "\n\n".join(parts)
+
+
 def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds: float | None,
              ran: Sequence[str] = (), jobs: Mapping[str, Job] | None = None,
              date: str | None = None, draw: bool = True,
              machine: Mapping[str, Any] | None = None,
-             recorded_dense: Path | None = RECORDED_DENSE) -> tuple[Path, Path]:
+             recorded_dense: Path | None = RECORDED_DENSE,
+             recorded_quality: Path | None = RECORDED_QUALITY) -> tuple[Path, Path]:
     """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON/markdown in ``out``.
 
     Args:
@@ -288,6 +333,8 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
         machine: :func:`report.machine_info` of the run (default: this machine, now).
         recorded_dense: The recorded dense results at the meaningful size; when the file
             exists it heads the dense section and the suite's own (smoke) run follows it.
+        recorded_quality: The recorded ``bench_search_quality.py`` JSON at its default size;
+            likewise above the suite's smoke run in the search-quality section.
 
     Returns:
         The paths of the two documents.
@@ -378,9 +425,10 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
 
     results_head = report.header(
         "Results", command=command, date=date, machine=machine, total_seconds=total_seconds,
-        note=("Every strategy side by side (`benchmarks/bench_results.py`) and on dense "
-              "prediction tasks (`benchmarks/bench_dense.py`). Costs of the engine and the "
-              "strategies: [benchmarks.md](benchmarks.md)."))
+        note=("Every strategy side by side (`benchmarks/bench_results.py`), on dense "
+              "prediction tasks (`benchmarks/bench_dense.py`) and at equal compute where the "
+              "answer is known (`benchmarks/bench_search_quality.py`). Costs of the engine and "
+              "the strategies: [benchmarks.md](benchmarks.md)."))
     parts = []
     for part, title in (("results", "Strategies side by side"),
                         ("dense", "Dense prediction on `dense_shapes`")):
@@ -393,6 +441,9 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
         if part == "dense" and recorded_dense is not None and recorded_dense.exists():
             text = _with_recorded_dense(recorded_dense, text, _why(part, status, jobs))
         parts.append((title, text, _why(part, status, jobs)))
+    parts.append(("Search quality", _quality_section(out, images, status, ran, jobs,
+                                                     recorded_quality),
+                  _why("quality", status, jobs)))
     results_path = docs / "results.md"
     results_path.write_text(report.assemble_results(results_head, parts), encoding="utf-8")
     return bench_path, results_path

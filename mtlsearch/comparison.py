@@ -427,9 +427,8 @@ def _parallel(jobs: list[dict[str, Any]], workers: int,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    import torch
-
     import optuna
+    import torch
 
     from .storage import open_storage
 

@@ -7,9 +7,9 @@ machine, the command, the settings, tables, Pareto plots and findings generated 
 numbers) and a JSON file with every raw number. Pareto plots (test Δ_MTL against parameters,
 mean ± std over seeds) go to ``docs/images/results_<dataset>.png`` and ``.svg``.
 
-Every strategy gets the same budget: the same trials per search (strategies that sample
-nothing, ``single_task`` and ``hard_sharing``, run one), epochs, batch size and learning
-rate; each seed keeps the trial with the best validation Δ_MTL, as ``compare`` does. For the
+Every strategy gets the same budget: the same cap on trials per search and the same compute
+(``compare``'s ``6x``; strategies that sample nothing, ``single_task`` and ``hard_sharing``,
+run one), epochs, batch size and learning rate; each seed keeps the trial with the best validation Δ_MTL, as ``compare`` does. For the
 datasets with a known grouping (``multi_digits`` and the planted ``synthetic`` groups) the
 adjusted Rand index of the discovered grouping is reported (see
 :mod:`mtlsearch.grouping`).
@@ -119,8 +119,8 @@ DATASETS: dict[str, DatasetConfig] = {
 
 #: Budget of every search: trials per search, epochs and batch size of every candidate.
 BUDGETS: dict[str, dict[str, Any]] = {
-    "quick": {"trials": 2, "epochs": 4, "batch_size": 64, "lr": 3e-3},
-    "full": {"trials": 4, "epochs": 8, "batch_size": 64, "lr": 1e-3},
+    "quick": {"trials": 2, "epochs": 4, "batch_size": 64, "lr": 3e-3, "compute": "6x"},
+    "full": {"trials": 4, "epochs": 8, "batch_size": 64, "lr": 1e-3, "compute": "6x"},
 }
 
 
@@ -507,7 +507,11 @@ def to_markdown(report: Mapping[str, Any], image_link: str) -> str:
         HEADING, "",
         f"Every registered strategy ({_names(strategies)}) searched each dataset through "
         "`mtlsearch.compare` (the code path of `mtlsearch compare`) with the same budget: "
-        f"{budget['trials']} trials per search (`single_task` and `hard_sharing` sample nothing "
+        f"at most {budget['trials']} trials per search and at most "
+        f"{budget.get('compute') or 'unlimited'} compute (compare's rule: a search starts no "
+        "trial once it has spent that many hard-sharing trainings, counting everything it "
+        "trains; see *Search quality* below for equal-compute comparisons in depth; "
+        "`single_task` and `hard_sharing` sample nothing "
         f"and run one), {budget['epochs']} epochs per candidate, batch {budget['batch_size']}, "
         f"Adam lr {budget['lr']}, seeds {s['seeds']} (seeds vary weights, shuffling and "
         "sampling; the data split is the same). Each seed keeps the trial with the best "
@@ -593,7 +597,7 @@ def run_one(key: str, args: argparse.Namespace, out: Path) -> float:
     start, cpu0 = time.perf_counter(), _cpu_seconds()
     compare(
         strategies=strategies, dataset=config.dataset, space=config.space, seeds=args.seeds,
-        trials=b["trials"],
+        trials=b["trials"], compute=b.get("compute"),
         budget=TrainConfig(epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"],
                            device=args.device),
         out=out / key, dataset_kwargs=config.dataset_kwargs(args.quick), progress=False,

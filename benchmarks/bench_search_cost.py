@@ -62,7 +62,8 @@ def read_runs(storage: str) -> list[dict[str, Any]]:
     runs = []
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
+        # finished trials: initial parameters queued beyond the compute budget never ran
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         if not trials:
             continue
         attrs = trials[0].user_attrs

@@ -301,7 +301,8 @@ def compare(
         strategy_kwargs: ``{strategy: {argument: value}}``; strategies left out get their
             entry of :data:`QUICK_STRATEGY_KWARGS`, if any.
         storage: Optuna storage of the studies (default ``sqlite:///<out>/compare.db``).
-        progress: Show each search's progress; show: print the leaderboard at the end.
+        progress: Show each search's progress (with several workers: a line per finished
+            search); show: print the leaderboard at the end.
         workers: Processes running the (strategy, seed) searches side by side; the
             leaderboard is the same as with one (every search depends on its seed only).
             Strategies must be registered through entry points (a worker is a fresh process).
@@ -360,7 +361,7 @@ def compare(
         _DATA[_data_key(dataset, dataset_kwargs)] = data  # loaded once above
         done = [_one_search(job, progress=progress) for job in jobs]
     else:
-        done = _parallel(jobs, workers, console if show else None)
+        done = _parallel(jobs, workers, (console or _console()) if progress else None)
     runs = [run for run, _ in done]
     points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
@@ -411,9 +412,12 @@ def _one_search(job: Mapping[str, Any], progress: bool = False) -> tuple[dict[st
 
 
 def _worker_init(threads: int) -> None:
+    import optuna
     import torch
 
     torch.set_num_threads(threads)
+    # the parent prints one line per finished search; the workers' INFO lines would interleave
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _parallel(jobs: list[dict[str, Any]], workers: int,

@@ -216,3 +216,12 @@ def test_compare_with_two_workers_gives_the_serial_leaderboard(tmp_path, capsys)
     # one single-task reference per seed in the cache both workers share
     refs = list((tmp_path / "parallel" / "cache").glob("single_task_reference-*.json"))
     assert len(refs) == 2
+
+
+def test_compare_with_workers_prints_a_line_per_finished_search(tmp_path, capsys):
+    code = main(["compare", *TINY, "--strategies", "hard_sharing", "--seeds", "0,1",
+                 "--epochs", "1", "--workers", "2", "--out", str(tmp_path / "c")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "[1/2] hard_sharing seed" in out and "[2/2] hard_sharing seed" in out
+    assert "Leaderboard" in out

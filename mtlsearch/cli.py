@@ -315,7 +315,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         study_name=args.study, objectives=args.objectives, pruner=args.pruner,
         dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
         strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
-        timeout=args.timeout, compute=_search_compute(args),
+        timeout=args.timeout, compute=args.compute,
     )
     if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
@@ -325,21 +325,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"\nnext: mtlsearch show --storage {storage} --study {name}\n"
               f"      mtlsearch export --storage {storage} --study {name} --best --out best-model")
     return 0
-
-
-def _search_compute(args: argparse.Namespace) -> float | None:
-    """``--compute`` in MACs; ``Nx`` is N trainings of a hard-sharing network."""
-    if args.compute is None:
-        return None
-    from .comparison import compute_unit, parse_compute
-    from .registry import load_dataset
-
-    unit = 0.0
-    if str(args.compute).strip().lower().endswith("x"):
-        data = load_dataset(args.dataset, **dict(args.dataset_arg))
-        unit = compute_unit(data, args.space, _budget(args, DEFAULT_SEARCH_EPOCHS),
-                            dict(args.space_arg))
-    return parse_compute(args.compute, unit)
 
 
 def _workers(asked: int | None) -> int:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,12 +27,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .compute import compute_unit, parse_compute
 from .context import ResultCache
 from .errors import MTLSearchError
 from .registry import list_strategies, load_dataset
 from .scoring import metric_directions
+from .stats import PairedDifference, paired_difference
 from .stats import mean_std as _mean_std
-from .stats import paired_difference
 from .study import search
 from .train import TrainConfig
 from .trials import _complete, best_trial
@@ -207,38 +209,6 @@ def _compute_sentence(settings: Mapping[str, Any]) -> str:
     return f"Equal trials ({settings['trials']} per search); {unit_text}."
 
 
-def compute_unit(data: Any, space: str | Any, budget: TrainConfig,
-                 space_kwargs: Mapping[str, Any] | None = None) -> float:
-    """Training MACs of one hard-sharing network over ``data`` with ``budget``: the unit of
-    ``"Nx"`` compute budgets (epochs x training samples x forward MACs per sample)."""
-    from .graph import SharingGraph
-    from .registry import create_space
-    from .summary import summarize
-
-    space_obj = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {})) \
-        if isinstance(space, str) else space
-    names = [t.name for t in data.tasks]
-    graph = SharingGraph.hard_sharing(names, space_obj.num_blocks)
-    macs = summarize(graph, space_obj, data.tasks).macs
-    return float(budget.epochs * len(data.train) * macs)
-
-
-def parse_compute(compute: float | str | None, unit: float) -> float | None:
-    """A compute budget in MACs from a number or ``"Nx"`` (N units of :func:`compute_unit`)."""
-    if compute is None:
-        return None
-    text = str(compute).strip().lower()
-    try:
-        value = float(text[:-1]) * unit if text.endswith("x") else float(text)
-    except ValueError:
-        raise MTLSearchError(
-            f"bad compute budget {compute!r}: give training MACs (e.g. 3e9) or a multiple of "
-            "one hard-sharing training (e.g. 6x)") from None
-    if not value > 0:
-        raise MTLSearchError(f"the compute budget must be positive, got {compute!r}")
-    return value
-
-
 def _trial_macs(trial: Any) -> float:
     return float((trial.user_attrs.get("compute") or {}).get("macs", 0.0))
 
@@ -358,8 +328,7 @@ def compare(
     workers = max(1, min(int(workers), len(jobs)))
     settings["workers"] = workers
     if workers == 1:
-        _DATA[_data_key(dataset, dataset_kwargs)] = data  # loaded once above
-        done = [_one_search(job, progress=progress) for job in jobs]
+        done = [_one_search(job, progress=progress, data=data) for job in jobs]
     else:
         done = _parallel(jobs, workers, (console or _console()) if progress else None)
     runs = [run for run, _ in done]
@@ -378,25 +347,25 @@ def compare(
     return board
 
 
-# Datasets loaded in this process, by name and arguments: a worker loads each once.
-_DATA: dict[str, Any] = {}
+@functools.lru_cache(maxsize=2)
+def _worker_data(key: str) -> Any:
+    """The dataset of a job, loaded once per worker process (``key``: name and arguments)."""
+    name, kwargs = json.loads(key)
+    return load_dataset(name, **kwargs)
 
 
-def _data_key(dataset: str, kwargs: Mapping[str, Any] | None) -> str:
-    return json.dumps([dataset, dict(kwargs or {})], sort_keys=True, default=str)
+def _one_search(job: Mapping[str, Any], progress: bool = False,
+                data: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One (strategy, seed) search of a comparison: its run record and its trials' points.
 
-
-def _one_search(job: Mapping[str, Any], progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One (strategy, seed) search of a comparison: its run record and its trials' points."""
+    ``data`` is the job's dataset when the caller has it loaded (a serial comparison).
+    """
     job = dict(job)
-    dkey = _data_key(job["dataset"], job.pop("dataset_kwargs"))
-    if dkey not in _DATA:
-        name, kwargs = json.loads(dkey)
-        _DATA[dkey] = load_dataset(name, **kwargs)
+    key = json.dumps([job["dataset"], job.pop("dataset_kwargs")], sort_keys=True, default=str)
     trials, compute = job.pop("trials"), job.pop("compute")
     name, seed = job["strategy"], job["seed"]
-    common = {**job, "dataset": _DATA[dkey], "cache": ResultCache(job["cache"]),
-              "progress": progress}
+    common = {**job, "dataset": data if data is not None else _worker_data(key),
+              "cache": ResultCache(job["cache"]), "progress": progress}
     start = time.perf_counter()
     result = search(trials=1, **common)
     first = result.study.get_trials(deepcopy=False)
@@ -477,9 +446,7 @@ def _paired_text(row: Mapping[str, Any], split: str = "test") -> str:
     if not paired:
         return "-"
     d = paired[split]
-    if not d["n"]:
-        return "-"
-    return f"{d['mean']:+.2f} ± {d['std']:.2f} ({d['wins']}/{d['n']})"
+    return PairedDifference(d["mean"], d["std"], d["wins"], d["losses"], d["n"]).text()
 
 
 def _sort_key(row: Mapping[str, Any]) -> float:

@@ -34,9 +34,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .errors import MTLSearchError
 
 __all__ = [
     "Compute",
@@ -49,6 +51,8 @@ __all__ = [
     "measured",
     "forward_macs",
     "current_meters",
+    "compute_unit",
+    "parse_compute",
 ]
 
 # The open meters, innermost last; a charge goes to all of them (a trial inside a search).
@@ -204,3 +208,35 @@ def charge_forward(model: Any, rows: int, active: Sequence[str] | None = None) -
     """Charge one training step of ``rows`` samples through ``model``'s ``active`` routes."""
     if _METERS.get():
         charge(macs=float(rows) * forward_macs(model, active), samples=int(rows))
+
+
+def compute_unit(data: Any, space: str | Any, budget: Any,
+                 space_kwargs: Mapping[str, Any] | None = None) -> float:
+    """Training MACs of one hard-sharing network over ``data`` with ``budget``: the unit of
+    ``"Nx"`` compute budgets (epochs x training samples x forward MACs per sample)."""
+    from .graph import SharingGraph
+    from .registry import create_space
+    from .summary import summarize  # imported here: the meters stay free of the engine
+
+    space_obj = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {})) \
+        if isinstance(space, str) else space
+    names = [t.name for t in data.tasks]
+    graph = SharingGraph.hard_sharing(names, space_obj.num_blocks)
+    macs = summarize(graph, space_obj, data.tasks).macs
+    return float(budget.epochs * len(data.train) * macs)
+
+
+def parse_compute(compute: float | str | None, unit: float) -> float | None:
+    """A compute budget in MACs from a number or ``"Nx"`` (N units of :func:`compute_unit`)."""
+    if compute is None:
+        return None
+    text = str(compute).strip().lower()
+    try:
+        value = float(text[:-1]) * unit if text.endswith("x") else float(text)
+    except ValueError:
+        raise MTLSearchError(
+            f"bad compute budget {compute!r}: give training MACs (e.g. 3e9) or a multiple of "
+            "one hard-sharing training (e.g. 6x)") from None
+    if not value > 0:
+        raise MTLSearchError(f"the compute budget must be positive, got {compute!r}")
+    return value

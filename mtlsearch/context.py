@@ -264,7 +264,8 @@ class SearchContext:
             _SINGLE_TASK_COST[key] = cost.snapshot()
             _SINGLE_TASK_WEIGHTS[key] = copy.deepcopy(model.state_dict())
             while len(_SINGLE_TASK_WEIGHTS) > _SINGLE_TASK_KEEP:
-                _SINGLE_TASK_WEIGHTS.popitem(last=False)
+                old, _ = _SINGLE_TASK_WEIGHTS.popitem(last=False)
+                _SINGLE_TASK_COST.pop(old, None)
             return model
         charge_cached(key, _SINGLE_TASK_COST.get(key))
         _SINGLE_TASK_WEIGHTS.move_to_end(key)

@@ -34,7 +34,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from .compute import Compute, Meter, meter
+from .compute import Compute, Meter, compute_unit, meter, parse_compute
 from .context import ResultCache, SearchContext
 from .data import DatasetSplits
 from .distributed import DistributedAbort, torchrun_session
@@ -363,7 +363,7 @@ def search(
     progress: bool = True,
     timeout: float | None = None,
     cache: ResultCache | str | Path | None = None,
-    compute: float | None = None,
+    compute: float | str | None = None,
 ) -> SearchResult:
     """Search sharing architectures with an Optuna study (created, or resumed if it exists).
 
@@ -384,9 +384,9 @@ def search(
         progress: Show a live display (one line per trial when not on a terminal).
         timeout: Start no new trial after this many seconds.
         cache: Cache of expensive results (default ``out/cache`` or in memory).
-        compute: A compute budget in training MACs (:mod:`mtlsearch.compute`): no new trial
-            starts once the study's trials together spent this much (``trials`` stays the
-            cap). Every trial records what it spent in its ``compute`` user attribute.
+        compute: A compute budget in training MACs (:mod:`mtlsearch.compute`), or ``"Nx"``
+            for N trainings of a hard-sharing network with ``budget``: no new trial starts
+            once the study's trials together spent this much (``trials`` stays the cap). Every trial records what it spent in its ``compute`` user attribute.
 
     Returns:
         A :class:`SearchResult`.
@@ -415,20 +415,20 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
             storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
             dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
             progress: bool, timeout: float | None, cache: Any,
-            ranks: Any = None, compute: float | None = None) -> SearchResult:
+            ranks: Any = None, compute: float | str | None = None) -> SearchResult:
     from .progress import SearchProgress
 
     objectives = _check_objectives(objectives)
     if trials < 1:
         raise MTLSearchError(f"trials must be at least 1, got {trials}")
-    if compute is not None and not compute > 0:
-        raise MTLSearchError(f"compute must be a positive number of training MACs, got {compute}")
     if not isinstance(cache, ResultCache):
         folder = cache if cache is not None else (Path(out) / "cache" if out else None)
         cache = ResultCache(folder)
     setup = _setup(strategy, dataset, space, budget, seed, objectives, dataset_kwargs,
                    space_kwargs, strategy_kwargs, cache)
     settings, ctx = setup.settings, setup.ctx
+    unit = compute_unit(ctx.data, ctx.space, ctx.budget) if isinstance(compute, str) else 0.0
+    compute = parse_compute(compute, unit)
     if ranks is not None and not ranks.join(settings, ctx):
         return SearchResult(None, settings, None)  # a follower rank: it trained along, rank 0 has the study
     if study_name is None and storage is not None:
@@ -597,7 +597,9 @@ class _Runner:
             spent = self.spent
             if spent is not None:  # every state: a failed or pruned trial spent compute too
                 trial.set_user_attr("compute", spent.snapshot().to_dict())
-                self.study.set_user_attr(_CHARGED_ATTR, sorted(self.meter.charged_keys))
+                charged = sorted(self.meter.charged_keys)
+                if charged != self.study.user_attrs.get(_CHARGED_ATTR, []):
+                    self.study.set_user_attr(_CHARGED_ATTR, charged)
             self.spent = None
         self.study.tell(trial, values, state=state)
         try:

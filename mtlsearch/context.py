@@ -104,7 +104,8 @@ class ResultCache:
             self._memory[key] = value
             if self.folder is not None:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                tmp = self.folder / f".{key}.tmp"
+                # one temp name per writer: two processes writing the same key never share one
+                tmp = self.folder / f".{key}.{os.getpid()}-{threading.get_ident()}.tmp"
                 tmp.write_text(json.dumps(value))
                 tmp.replace(self.folder / f"{key}.json")  # atomic: readers never see half
 

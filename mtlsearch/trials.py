@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def _save_weights(model: Any, path: Path, study_name: str, number: int, graph: d
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"study": study_name, "trial": str(number), "graph": _graph_digest(graph)}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per writer
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # atomic: an interrupted save never leaves half a file
 

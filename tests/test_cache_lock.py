@@ -68,6 +68,8 @@ def _run_pair(tmp: Path, mode: str) -> tuple[list[dict], list[str]]:
     deadline = time.monotonic() + 120
     while len(list(tmp.glob("go.ready*"))) < 2:  # both past their imports
         assert time.monotonic() < deadline, "the children did not start"
+        for proc in procs:  # a child that died on import says why, at once
+            assert proc.poll() is None, proc.communicate()[1]
         time.sleep(0.02)
     (tmp / "go").touch()
     values = []

@@ -8,7 +8,7 @@ parameters, test metrics per task and wall time; ``--markdown`` writes a self-co
 section ("## Dense prediction on `dense_shapes`": settings, command, table, reference
 levels and findings computed from the numbers); ``--picture`` draws input / ground truth /
 prediction maps of the hard-sharing model of the first seed
-(:func:`mtlsearch.viz_dense.draw_dense_predictions`).
+(:func:`mtlsearch.viz.dense.draw_dense_predictions`).
 
 Configurations (``--preset``; any option given explicitly overrides the preset's value):
 
@@ -46,13 +46,13 @@ from typing import Any
 
 import torch
 
-from mtlsearch.context import ResultCache, SearchContext
-from mtlsearch.dense_tasks import confusion_metrics, detection_scores
-from mtlsearch.pipeline import run_strategy
+from mtlsearch.engine.scoring import delta_mtl
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.registry import create_space, create_strategy, list_strategies, load_dataset
-from mtlsearch.scoring import delta_mtl
-from mtlsearch.train import TrainConfig
-from mtlsearch.viz_dense import draw_dense_predictions
+from mtlsearch.strategy.context import ResultCache, SearchContext
+from mtlsearch.strategy.pipeline import run_strategy
+from mtlsearch.tasks.dense.kinds import confusion_metrics, detection_scores
+from mtlsearch.viz.dense import draw_dense_predictions
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -15,7 +15,7 @@ a. **Engine overhead.** A hard-sharing graph materialized by mtlsearch against a
    ``nn.Module`` of the same layers (an ``nn.Sequential`` trunk plus an ``nn.ModuleList`` of
    linear heads, written out below, not built from the space) with the same weights, batch and
    optimizer. Rows: train step (forward, the same per-task BCE losses, backward, Adam step),
-   train step with the engine's own loss function (``mtlsearch.train.task_losses``, which masks
+   train step with the engine's own loss function (``mtlsearch.engine.train.task_losses``, which masks
    missing labels), inference (forward only, ``eval()`` and ``no_grad``) and a forward on a
    batch of one (mostly Python overhead). Target: ratio <= 1.05. A third contender, the
    materialized model's own blocks and heads called in a plain loop ("chained"), splits the
@@ -48,9 +48,9 @@ from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize, summarize
-from mtlsearch.model import MultiTaskModel
-from mtlsearch.spaces import SearchSpace
-from mtlsearch.train import task_losses
+from mtlsearch.engine.model import MultiTaskModel
+from mtlsearch.engine.train import task_losses
+from mtlsearch.graph.space import SearchSpace
 
 N_TASKS = 6
 TASKS = [f"t{i}" for i in range(N_TASKS)]

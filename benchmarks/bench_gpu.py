@@ -47,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import copy_weights, hand_resnet18, interleaved  # noqa: E402
 
 from mtlsearch import create_space  # noqa: E402
-from mtlsearch.data import from_arrays  # noqa: E402
-from mtlsearch.graph import SharingGraph  # noqa: E402
-from mtlsearch.model import materialize  # noqa: E402
-from mtlsearch.tasks import TaskSpec  # noqa: E402
-from mtlsearch.train import TrainConfig, Trainer  # noqa: E402
+from mtlsearch.data.dataset import from_arrays  # noqa: E402
+from mtlsearch.engine.model import materialize  # noqa: E402
+from mtlsearch.engine.train import TrainConfig, Trainer  # noqa: E402
+from mtlsearch.graph.sharing import SharingGraph  # noqa: E402
+from mtlsearch.tasks.kinds import TaskSpec  # noqa: E402
 
 TARGET_THROUGHPUT = 0.95
 DEVICE = torch.device("cuda")  # --device cpu: a smoke run of the code paths, no figures
@@ -195,7 +195,7 @@ def bench_trainer(n: int, width: int, epochs: int, reps: int) -> dict[str, Any]:
 
 def _routing_step(model: Any, opt: torch.optim.Optimizer, x: Tensor, ys: dict) -> Callable:
     """One optimizer step on one active task (the i-th in a fixed scrambled order)."""
-    from mtlsearch.train import task_losses
+    from mtlsearch.engine.train import task_losses
 
     tasks = model.tasks
     amp = x.device.type == "cuda"
@@ -218,9 +218,9 @@ def _routing_step(model: Any, opt: torch.optim.Optimizer, x: Tensor, ys: dict) -
 def bench_routing(
     task_counts: Sequence[int], width: int, batch: int, steps: int, n: int
 ) -> list[dict]:
+    from mtlsearch.engine.scoring import evaluate
+    from mtlsearch.engine.train import _param_groups
     from mtlsearch.plugins.task_routing import routed_graph
-    from mtlsearch.scoring import evaluate
-    from mtlsearch.train import _param_groups
 
     device = DEVICE
     rows = []
@@ -274,7 +274,7 @@ def bench_routing(
 def bench_search(n: int, epochs: int, trials: int, strategies: Sequence[str]) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
 
-    from mtlsearch.study import search
+    from mtlsearch.study.runner import search
 
     data, groups = _image_data(n, 64, 40)
     planted = {t: k for k, g in enumerate(groups) for t in g}

@@ -34,12 +34,12 @@ import optuna
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from mtlsearch.context import SearchContext
-from mtlsearch.pipeline import run_strategy
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.plugins.gradient_merge import GradientMerge
 from mtlsearch.plugins.gradient_merge.plots import plot_final_groups, plot_group_formation
 from mtlsearch.registry import create_space, create_strategy, load_dataset
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import run_strategy
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 GM = {"min_cluster_size": 2, "min_samples": 1, "tt_rank": 4}
@@ -103,7 +103,7 @@ def run_three(dataset: str, space_kwargs: dict, seeds: list[int], epochs: int, o
             row["seconds"].append(time.perf_counter() - start)
             if name == "gradient_merge":
                 records.append(result.info["gradient_merge"])
-        from mtlsearch.summary import summarize
+        from mtlsearch.graph.summary import summarize
 
         rows["single_task"]["params"][-1] = summarize(ctx.new_graph("single_task"), space, ctx.tasks).params
     print("| strategy | mean test accuracy (%) | Δ_MTL test (%) | parameters |\n|---|---|---|---|")

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from mtlsearch import create_space, load_dataset, materialize, run_strategy
-from mtlsearch.context import SearchContext
-from mtlsearch.graph import SharingGraph
-from mtlsearch.pipeline import evaluate_proposal
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.plugins.gumbel_policy import GumbelPolicy, draw_policy, draw_task_correlation
 from mtlsearch.plugins.random_tree import RandomTree
 from mtlsearch.registry import create_strategy
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import evaluate_proposal
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 

@@ -12,7 +12,7 @@ Every strategy gets the same budget: the same cap on trials per search and the s
 run one), epochs, batch size and learning rate; each seed keeps the trial with the best validation Δ_MTL, as ``compare`` does. For the
 datasets with a known grouping (``multi_digits`` and the planted ``synthetic`` groups) the
 adjusted Rand index of the discovered grouping is reported (see
-:mod:`mtlsearch.grouping`).
+:mod:`mtlsearch.graph.grouping`).
 
     python benchmarks/bench_results.py --quick --markdown vector.md --json vector.json
     python benchmarks/bench_results.py --markdown vector.md --json vector.json   # bigger budget
@@ -52,16 +52,16 @@ import torch
 from matplotlib.figure import Figure
 
 from mtlsearch import TrainConfig, create_strategy, list_strategies, load_dataset
-from mtlsearch.comparison import QUICK_STRATEGY_KWARGS, compare
-from mtlsearch.grouping import (
+from mtlsearch.engine.scoring import metric_directions
+from mtlsearch.graph.grouping import (
     ari_per_depth,
     discovered_grouping,
     grouping_ari,
     last_shared_depth,
     task_partition,
 )
-from mtlsearch.scoring import metric_directions
-from mtlsearch.viz import save_figure
+from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS, compare
+from mtlsearch.viz.architecture import save_figure
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -540,7 +540,7 @@ def to_markdown(report: Mapping[str, Any], image_link: str) -> str:
         "**Grouping (ARI).** The discovered grouping of an architecture is its task partition "
         "at the *last shared depth*: the deepest block where some tasks still compute the same "
         "features (same block nodes, skips and channel masks up to that block; "
-        "`mtlsearch.grouping.discovered_grouping`). The table gives the adjusted Rand index "
+        "`mtlsearch.graph.grouping.discovered_grouping`). The table gives the adjusted Rand index "
         "(`sklearn.metrics.adjusted_rand_score`) of that partition against the planted one: 1 "
         "is the planted grouping, 0 is chance level. `hard_sharing` (one group) and "
         "`single_task` (no two tasks share) get exactly 0: trivial partitions carry no "

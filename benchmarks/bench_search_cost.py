@@ -41,7 +41,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 
 def _timed_references(log: dict[int, float]) -> None:
     """Record the seconds each seed's single-task reference takes (computed or loaded)."""
-    from mtlsearch.context import SearchContext
+    from mtlsearch.strategy.context import SearchContext
 
     original = SearchContext.reference
 

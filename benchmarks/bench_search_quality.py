@@ -2,7 +2,7 @@
 
 Every strategy (and the reference architectures below) is searched on datasets where the
 answer is known, with the same **compute** budget per search (training MACs, see
-:mod:`mtlsearch.compute`), over several seeds. For each search the trials are kept in order
+:mod:`mtlsearch.engine.compute`), over several seeds. For each search the trials are kept in order
 with what each one spent, so the script can draw **anytime curves** (best validation Δ_MTL so
 far, and the test Δ_MTL of that trial, against the compute spent) and compare strategies
 **seed by seed**: all searches of one seed share the single-task reference, so the paired
@@ -79,7 +79,7 @@ class DatasetConfig:
         space, space_kwargs: The search space.
         dataset_kwargs: Arguments of ``load_dataset`` (``quick_dataset_kwargs`` replace
             entries under ``--quick``).
-        budget: :class:`~mtlsearch.train.TrainConfig` fields of every candidate.
+        budget: :class:`~mtlsearch.engine.train.TrainConfig` fields of every candidate.
         compute: Compute budget of every search, ``"Nx"`` (N hard-sharing trainings).
         trials: Cap on trials per search.
         oracle_depth: Block where the planted tree branches; ``None``: no planted grouping.
@@ -116,7 +116,7 @@ class DatasetConfig:
 
 def _main_job() -> dict[str, Any]:
     """``mtlsearch compare``'s defaults (the README's main job), read from the package."""
-    from mtlsearch.comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
+    from mtlsearch.study.comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     return {"budget": {"epochs": DEFAULT_EPOCHS}, "compute": str(DEFAULT_COMPUTE),
             "trials": int(DEFAULT_TRIALS)}
@@ -191,7 +191,7 @@ def entries() -> list[Entry]:
     The strategies get ``compare``'s quick arguments (``QUICK_STRATEGY_KWARGS``: the RSA
     affinity estimator, one retrained Gumbel sample), the variants those plus their change.
     """
-    from mtlsearch.comparison import QUICK_STRATEGY_KWARGS as Q
+    from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS as Q
 
     gumbel = dict(Q.get("gumbel_policy", {}))
     return [
@@ -290,7 +290,7 @@ def permuted_partitions(partitions: Sequence[Sequence[Sequence[str]]], tasks: Se
 
 def _strategies() -> tuple[type, type]:
     """The two strategies this benchmark defines (built lazily: they need mtlsearch)."""
-    from mtlsearch.strategy import Proposal, Strategy
+    from mtlsearch.strategy.base import Proposal, Strategy
 
     class FixedTree(Strategy):
         """One fixed tree (the oracle or the mixed tree): nothing to sample, one trial."""
@@ -345,7 +345,7 @@ def _trial_record(t: Any, planted: Sequence[Sequence[str]] | None) -> dict[str, 
            "networks": compute.get("networks"), "seconds": a.get("trial_seconds"),
            "info": a.get("info"), "fail_reason": a.get("fail_reason") or a.get("pruned_reason")}
     if t.state.name == "COMPLETE" and a.get("graph") is not None:
-        from mtlsearch.grouping import discovered_grouping, grouping_ari
+        from mtlsearch.graph.grouping import discovered_grouping, grouping_ari
 
         rec["graph"] = a["graph"]
         rec["grouping"] = discovered_grouping(a["graph"])
@@ -357,8 +357,8 @@ def _trial_record(t: Any, planted: Sequence[Sequence[str]] | None) -> dict[str, 
 def single_task_compute(data: Any, space: Any, budget: Any) -> float:
     """Training MACs of the single-task networks (epochs x training samples x forward MACs),
     what the trainer would charge for them with all-task sampling and no early stopping."""
-    from mtlsearch.graph import SharingGraph
-    from mtlsearch.summary import summarize
+    from mtlsearch.graph.sharing import SharingGraph
+    from mtlsearch.graph.summary import summarize
 
     graph = SharingGraph.single_task([t.name for t in data.tasks], space.num_blocks)
     return float(budget.epochs * len(data.train) * summarize(graph, space, data.tasks).macs)
@@ -410,8 +410,8 @@ def run_seed(config: DatasetConfig, seed: int, *, quick: bool, device: str | Non
     import optuna
 
     from mtlsearch import TrainConfig, create_space, load_dataset, search
-    from mtlsearch.comparison import compute_unit, parse_compute
-    from mtlsearch.context import ResultCache, SearchContext
+    from mtlsearch.strategy.context import ResultCache, SearchContext
+    from mtlsearch.study.comparison import compute_unit, parse_compute
 
     s = config.settings(quick)
     data = load_dataset(config.dataset, **s["dataset_kwargs"])
@@ -481,7 +481,7 @@ def run_seed(config: DatasetConfig, seed: int, *, quick: bool, device: str | Non
 
 
 def _graph_partitions(graph: Mapping[str, Any]) -> list[list[list[str]]]:
-    from mtlsearch.graph import SharingGraph
+    from mtlsearch.graph.sharing import SharingGraph
 
     return SharingGraph.from_dict(dict(graph)).partitions()
 
@@ -495,7 +495,7 @@ def _finite(x: Any) -> bool:
 
 def best_trial(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The complete trial with the highest validation Δ_MTL, fewer parameters on ties (the
-    rule of :func:`mtlsearch.trials.best_trial`); ``None`` when none completed."""
+    rule of :func:`mtlsearch.study.trials.best_trial`); ``None`` when none completed."""
     done = [t for t in trials if t.get("state") == "COMPLETE" and _finite(t.get("delta_mtl"))]
     if not done:
         return None
@@ -582,8 +582,8 @@ def structure(graph: Mapping[str, Any] | None) -> str | None:
     """
     if not graph:
         return None
-    from mtlsearch.graph import SharingGraph
-    from mtlsearch.grouping import discovered_grouping, last_shared_depth, task_partition
+    from mtlsearch.graph.grouping import discovered_grouping, last_shared_depth, task_partition
+    from mtlsearch.graph.sharing import SharingGraph
 
     g = SharingGraph.from_dict(dict(graph))
     depths = range(g.num_blocks)

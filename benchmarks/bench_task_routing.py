@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from mtlsearch import create_space, load_dataset
-from mtlsearch.context import SearchContext
-from mtlsearch.model import materialize
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.train import TrainConfig, _param_groups, task_losses
 from mtlsearch.plugins.task_routing import (
     BatchedRouting,
     routed_bytes_per_row,
@@ -39,7 +39,7 @@ from mtlsearch.plugins.task_routing import (
     routed_graph,
 )
 from mtlsearch.plugins.task_routing.sweep import sigma_sweep
-from mtlsearch.train import TrainConfig, _param_groups, task_losses
+from mtlsearch.strategy.context import SearchContext
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
@@ -236,7 +236,7 @@ def run_scale(args: argparse.Namespace) -> None:
 
 
 def run_images(args: argparse.Namespace) -> None:
-    from mtlsearch.viz import draw_architecture
+    from mtlsearch.viz.architecture import draw_architecture
 
     data = load_dataset("multi_digits", n_train=300, n_val=100, n_test=100)
     space = create_space("small_cnn", input_shape=data.input_shape)

@@ -40,9 +40,9 @@ import torch
 from torch import Tensor
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize
-from mtlsearch.model import MultiTaskModel
-from mtlsearch.spaces import SearchSpace
-from mtlsearch.train import task_losses
+from mtlsearch.engine.model import MultiTaskModel
+from mtlsearch.engine.train import task_losses
+from mtlsearch.graph.space import SearchSpace
 
 TASKS = [
     TaskSpec("bin_a"),

@@ -276,7 +276,7 @@ def _figure(width: float = 7.0, height: float = 3.2, cols: int = 1) -> tuple[Any
 
 
 def _save(fig: Any, images: Path, name: str) -> str:
-    from mtlsearch.viz import save_figure
+    from mtlsearch.viz.architecture import save_figure
 
     stem = Path(images) / f"{IMAGE_PREFIX}{name}"
     save_figure(fig, stem)
@@ -329,7 +329,7 @@ def render_engine(data: Mapping[str, Any], images: Path | None = None,
         "hand-written `nn.Sequential` trunk + `nn.ModuleList` of linear heads with the same "
         "weights (outputs checked equal): `small_cnn` (input 1x12x24) and ResNet-18 "
         "(`small_input=True`, width in the model name). Train step = forward + per-task BCE + "
-        "backward + Adam step; \"engine losses\" uses `mtlsearch.train.task_losses` instead; "
+        "backward + Adam step; \"engine losses\" uses `mtlsearch.engine.train.task_losses` instead; "
         "**ratio** = mtlsearch / hand-written; **vs chained** = mtlsearch / the model's own "
         "blocks and heads called in a plain loop (the executor's own cost).",
         "",
@@ -1113,7 +1113,7 @@ def render_search_quality(data: Mapping[str, Any], images: Path | None = None,
     explained = [
         "Does each strategy find what there is to find, and at what compute? Every contender "
         "searched each dataset with the **same compute budget** (training MACs, counted by "
-        "`mtlsearch.compute`: batch rows x forward MACs per sample over every optimizer step "
+        "`mtlsearch.engine.compute`: batch rows x forward MACs per sample over every optimizer step "
         "of every network a search trains — candidates, supernets, policy phases, affinity "
         "models; a search starts no trial once it has spent the budget, so its last trial may "
         "cross it). Each search keeps its best *validation* trial; the tables give that "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from .context import ResultCache, SearchContext
-from .data import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
-from .errors import (
+from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
+from mtlsearch.engine.model import MultiTaskModel, materialize
+from mtlsearch.engine.scoring import delta_mtl, evaluate
+from mtlsearch.engine.train import TrainConfig, Trainer, select_device
+from mtlsearch.errors import (
     DatasetError,
     ExportError,
     GraphError,
@@ -13,12 +15,12 @@ from .errors import (
     TaskError,
     UnknownNameError,
 )
-from .graph import SharingGraph
-from .hookspecs import hookimpl
-from .model import MultiTaskModel, materialize
-from .pipeline import TrialResult, evaluate_proposal, run_strategy
-from .plugin_manager import list_plugins, register_plugin
-from .registry import (
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.graph.space import Block, SearchSpace, from_modules
+from mtlsearch.graph.summary import GraphSummary, summarize
+from mtlsearch.hookspecs import hookimpl
+from mtlsearch.plugin_manager import list_plugins, register_plugin
+from mtlsearch.registry import (
     create_space,
     create_strategy,
     list_datasets,
@@ -26,26 +28,24 @@ from .registry import (
     list_strategies,
     load_dataset,
 )
-from .scoring import delta_mtl, evaluate
-from .spaces import Block, SearchSpace, from_modules
-from .strategy import Proposal, Strategy
-from .summary import GraphSummary, summarize
-from .tasks import TaskKind, TaskSpec, list_task_kinds
-from .train import TrainConfig, Trainer, select_device
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.strategy.context import ResultCache, SearchContext
+from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal, run_strategy
+from mtlsearch.tasks.kinds import TaskKind, TaskSpec, list_task_kinds
 
 __version__ = "0.1.0"
 
 # Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
 # so `import mtlsearch` stays light (and works where only the engine is needed).
 _LAZY = {
-    "compare": "comparison",
-    "export_model": "export",
-    "load": "export",
-    "predict": "export",
-    "SearchResult": "study",
-    "search": "study",
-    "open_study": "storage",
-    "export_trial": "trials",
+    "compare": "study.comparison",
+    "export_model": "export.write",
+    "load": "export.write",
+    "predict": "export.write",
+    "SearchResult": "study.runner",
+    "search": "study.runner",
+    "open_study": "study.storage",
+    "export_trial": "study.trials",
 }
 
 

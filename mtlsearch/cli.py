@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import MTLSearchError
+from mtlsearch.errors import MTLSearchError
 
 __all__ = ["main", "build_parser"]
 
@@ -30,7 +30,7 @@ DEFAULT_SEARCH_EPOCHS = 3
 
 
 def _version() -> str:
-    from . import __version__
+    from mtlsearch import __version__
 
     return __version__
 
@@ -108,7 +108,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mtlsearch`` and its subcommands."""
-    from .comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
+    from mtlsearch.study.comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     common = _common()
     parser = argparse.ArgumentParser(
@@ -271,7 +271,7 @@ def _print_json(data: Any) -> None:
 
 
 def _budget(args: argparse.Namespace, default_epochs: int) -> Any:
-    from .train import TrainConfig
+    from mtlsearch.engine.train import TrainConfig
 
     if args.threads:  # 0 keeps torch's default
         import torch
@@ -306,7 +306,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_search(args: argparse.Namespace) -> int:
-    from .study import search
+    from mtlsearch.study.runner import search
 
     storage = _default_storage(args)
     result = search(
@@ -349,7 +349,7 @@ def _per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .comparison import DEFAULT_EPOCHS, compare
+    from mtlsearch.study.comparison import DEFAULT_EPOCHS, compare
 
     board = compare(
         strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
@@ -366,7 +366,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _listing(what: str) -> list[dict[str, Any]]:
-    from .registry import datasets, spaces, strategies
+    from mtlsearch.registry import datasets, spaces, strategies
 
     def first_line(obj: Any) -> str:
         doc = (getattr(obj, "__doc__", None) or "").strip()
@@ -401,7 +401,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .plugin_manager import list_plugins, plugin_failures
+    from mtlsearch.plugin_manager import list_plugins, plugin_failures
 
     plugins = [{"name": p.name, "distribution": p.distribution, "version": p.version,
                 "hooks": list(p.hooks)} for p in list_plugins()]
@@ -429,7 +429,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .study import open_study, summary, trials_table
+    from mtlsearch.study.runner import open_study, summary, trials_table
 
     study = open_study(_default_storage(args), args.study)
     if args.trial is not None:
@@ -457,7 +457,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show_trial(args: argparse.Namespace, study: Any) -> int:
-    from .study import rebuild_trial
+    from mtlsearch.study.runner import rebuild_trial
 
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
     if trial is None:
@@ -465,7 +465,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
     data = {"number": trial.number, "state": trial.state.name, "hyperparams": trial.params,
             "values": trial.values, "user_attrs": trial.user_attrs}
     if args.picture:
-        from . import viz
+        from mtlsearch.viz import architecture as viz
 
         graph, _ = rebuild_trial(study, args.trial)
         viz.draw_architecture(graph, args.picture, title=f"{study.study_name} trial {args.trial}")
@@ -485,7 +485,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
             test = a["metrics"]["test"].get(task, {})
             shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
             lines.append(f"  {task:<20} {delta:+7.2f}   {shown}")
-        from .graph import SharingGraph
+        from mtlsearch.graph.sharing import SharingGraph
 
         graph = SharingGraph.from_dict(a["graph"])
         lines.append(f"branches per depth: {graph.branches_per_depth()}")
@@ -498,7 +498,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .study import best_trial, export_trial, open_study, pareto_front
+    from mtlsearch.study.runner import best_trial, export_trial, open_study, pareto_front
 
     study = open_study(_default_storage(args), args.study)
     if args.best:
@@ -519,7 +519,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import export
+    from mtlsearch.export import write as export
 
     path = export.predict_npz(args.folder, args.input, args.output, input_key=args.input_key,
                               device=args.device, picture=args.picture,
@@ -563,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threads = torch.get_num_threads()
     try:
-        from .progress import configure_logging
+        from mtlsearch.study.progress import configure_logging
 
         configure_logging(args.log_level)
         return int(args.func(args) or 0)

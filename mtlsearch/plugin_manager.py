@@ -17,8 +17,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import MTLSearchError
+from mtlsearch import hookspecs
+from mtlsearch.errors import MTLSearchError
 
 __all__ = [
     "PluginInfo",

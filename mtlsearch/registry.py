@@ -16,8 +16,8 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .errors import MTLSearchError, UnknownNameError
-from .plugin_manager import cached_registry
+from mtlsearch.errors import MTLSearchError, UnknownNameError
+from mtlsearch.plugin_manager import cached_registry
 
 __all__ = [
     "Registry",
@@ -147,7 +147,7 @@ def list_datasets(pattern: str | None = None) -> list[str]:
 
 
 def load_dataset(name: str, **kwargs: Any) -> Any:
-    """Load the dataset ``name`` as :class:`~mtlsearch.data.DatasetSplits`."""
+    """Load the dataset ``name`` as :class:`~mtlsearch.data.dataset.DatasetSplits`."""
     loader = datasets().get(name)
     try:
         return loader(**kwargs)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import MTLSearchError
+from mtlsearch.errors import MTLSearchError
 
 __all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "UnsafeInputError", "load_json_text", "read_json",
            "check_depth", "read_graphml"]

@@ -20,17 +20,17 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .context import SearchContext
-from .data import DatasetSplits, from_arrays
-from .graph import SharingGraph
-from .model import MultiTaskModel, materialize
-from .pipeline import evaluate_proposal
-from .registry import create_space, create_strategy
-from .spaces import SearchSpace
-from .strategy import Proposal, Strategy
-from .summary import summarize
-from .tasks import TaskSpec
-from .train import TrainConfig
+from mtlsearch.data.dataset import DatasetSplits, from_arrays
+from mtlsearch.engine.model import MultiTaskModel, materialize
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.graph.space import SearchSpace
+from mtlsearch.graph.summary import summarize
+from mtlsearch.registry import create_space, create_strategy
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import evaluate_proposal
+from mtlsearch.tasks.kinds import TaskSpec
 
 __all__ = ["check_space", "check_strategy", "check_model", "tiny_dataset", "tiny_context"]
 

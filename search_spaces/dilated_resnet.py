@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mtlsearch.errors import SpaceError
-from mtlsearch.spaces import Block, SearchSpace
+from mtlsearch.graph.space import Block, SearchSpace
 
 from .mlp import check_bool, check_input_shape, check_int
 from .resnet import RESNET_LAYERS, ResNetStem, _init_like_torchvision

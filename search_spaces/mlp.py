@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mtlsearch.errors import SpaceError
-from mtlsearch.spaces import Block, SearchSpace
+from mtlsearch.graph.space import Block, SearchSpace
 
 __all__ = ["LinearBlock", "mlp"]
 

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from torchvision.models.vgg import cfgs
 
 from mtlsearch.errors import SpaceError
-from mtlsearch.spaces import Block, SearchSpace
+from mtlsearch.graph.space import Block, SearchSpace
 
 from .mlp import check_bool, check_input_shape, check_int
 from .small_cnn import ConvBlock

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlsearch.acceleration import (
+from mtlsearch.data.dataset import MultiTaskDataset
+from mtlsearch.engine.acceleration import (
     device_dataset,
     prepare_model,
     resolve,
     to_device_batch,
     uses_channels_last,
 )
-from mtlsearch.data import MultiTaskDataset
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import materialize
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.scoring import evaluate
+from mtlsearch.engine.train import TrainConfig, Trainer, build_and_train
+from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.registry import create_space
-from mtlsearch.scoring import evaluate
-from mtlsearch.tasks import TaskSpec
-from mtlsearch.train import TrainConfig, Trainer, build_and_train
+from mtlsearch.tasks.kinds import TaskSpec
 
 TASKS = [TaskSpec("a", "binary"), TaskSpec("b", "multiclass", num_classes=3)]
 

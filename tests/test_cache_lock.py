@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from mtlsearch.context import ResultCache
+from mtlsearch.strategy.context import ResultCache
 
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from mtlsearch.context import ResultCache
+from mtlsearch.strategy.context import ResultCache
 
 folder, counter, go, mode, sleep = sys.argv[1:6]
 Path(go + f".ready{os.getpid()}").touch()  # imports done: ready to race

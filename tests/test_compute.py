@@ -7,15 +7,15 @@ import math
 import pytest
 
 import mtlsearch
-from mtlsearch.comparison import compute_unit, parse_compute
-from mtlsearch.compute import Compute, charge, charge_cached, forward_macs, meter, uncharged
-from mtlsearch.context import ResultCache, SearchContext
+from mtlsearch.engine.compute import Compute, charge, charge_cached, forward_macs, meter, uncharged
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.registry import create_space
-from mtlsearch.strategy import Proposal, Strategy
-from mtlsearch.study import spent_compute
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.strategy.context import ResultCache, SearchContext
+from mtlsearch.study.comparison import compute_unit, parse_compute
+from mtlsearch.study.runner import spent_compute
 from mtlsearch.testing import tiny_context, tiny_dataset
-from mtlsearch.train import TrainConfig
 
 # The tiny mlp (input 6, widths 8, 8) by hand: Linear 6x8 = 48 and 8x8 = 64 MACs; heads
 # bin 8x1, cls 8x3, reg 8x1 (batch norm and ReLU cost no multiply-accumulates here).
@@ -126,7 +126,7 @@ def test_a_cached_item_is_charged_once_per_search_with_what_it_cost(tmp_path):
 
 
 def test_a_search_and_its_trial_share_the_charged_keys():
-    from mtlsearch.compute import Meter
+    from mtlsearch.engine.compute import Meter
 
     search = Meter()
     cost = Compute(macs=7.0)

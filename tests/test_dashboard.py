@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mtlsearch.study import search
-from mtlsearch.train import TrainConfig
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.study.runner import search
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 

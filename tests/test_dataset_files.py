@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtlsearch.datasets.torchvision_files import (
+from mtlsearch.data.builtin.torchvision_files import (
     load_celeba,
     load_cifar10,
     load_fashion_mnist,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits as sk_load_digits
 
-from mtlsearch.datasets.digits import load_digits, source_digits
-from mtlsearch.datasets.multi_digits import GROUPS, TASKS, load_multi_digits
-from mtlsearch.datasets.synthetic import group_sizes_for, load_synthetic
+from mtlsearch.data.builtin.digits import load_digits, source_digits
+from mtlsearch.data.builtin.multi_digits import GROUPS, TASKS, load_multi_digits
+from mtlsearch.data.builtin.synthetic import group_sizes_for, load_synthetic
 from mtlsearch.errors import DatasetError, MTLSearchError
 from mtlsearch.registry import list_datasets, load_dataset
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtlsearch.datasets.dense_files import CITYSCAPES_TRAIN_IDS
+from mtlsearch.data.builtin.dense_files import CITYSCAPES_TRAIN_IDS
 from mtlsearch.errors import DatasetError
 from mtlsearch.registry import load_dataset
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from mtlsearch.cli import main
-from mtlsearch.context import SearchContext
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import ExportError
-from mtlsearch.export import export_model, load, predict, predict_npz
+from mtlsearch.export.write import export_model, load, predict, predict_npz
 from mtlsearch.registry import create_space, load_dataset
-from mtlsearch.train import TrainConfig
-from mtlsearch.viz_dense import SEGMENT_PALETTE, dense_task_image, draw_dense_predictions
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.viz.dense import SEGMENT_PALETTE, dense_task_image, draw_dense_predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torchvision.models.resnet import BasicBlock
 
-from mtlsearch.dense_heads import ASPPHead, AtrousConv, PyramidPoolingHead, make_dense_head
 from mtlsearch.errors import SpaceError, TaskError
 from mtlsearch.registry import create_space
 from mtlsearch.search_spaces.dilated_resnet import DilatedResidualBlock
-from mtlsearch.tasks import TaskSpec
+from mtlsearch.tasks.dense.heads import ASPPHead, AtrousConv, PyramidPoolingHead, make_dense_head
+from mtlsearch.tasks.kinds import TaskSpec
 
 
 @pytest.mark.parametrize(

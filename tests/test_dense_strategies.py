@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from mtlsearch.context import SearchContext
-from mtlsearch.export import export_model, load, predict, predict_npz
-from mtlsearch.pipeline import run_strategy
+from mtlsearch.engine.scoring import evaluate
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.export.write import export_model, load, predict, predict_npz
 from mtlsearch.registry import create_space, create_strategy, list_strategies, load_dataset
-from mtlsearch.scoring import evaluate
-from mtlsearch.tasks import get_task_kind
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import run_strategy
+from mtlsearch.tasks.kinds import get_task_kind
 
 
 @pytest.fixture(scope="module")

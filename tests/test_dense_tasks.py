@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mtlsearch.dense_tasks import confusion_metrics, edge_weights, per_sample_loss
 from mtlsearch.errors import TaskError
-from mtlsearch.tasks import TaskSpec, get_task_kind, list_task_kinds
+from mtlsearch.tasks.dense.kinds import confusion_metrics, edge_weights, per_sample_loss
+from mtlsearch.tasks.kinds import TaskSpec, get_task_kind, list_task_kinds
 
 
 def _one_hot_logits(pred: list[list[int]], k: int) -> torch.Tensor:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.registry import list_strategies
-from mtlsearch.study import search
-from mtlsearch.train import TrainConfig
+from mtlsearch.study.runner import search
 
 
 def _run(strategy: str) -> list[tuple]:

@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlsearch.distributed import (
+from mtlsearch.engine.distributed import (
     TorchrunEnv,
     _check_same_search,
     decode_json,
@@ -32,9 +32,9 @@ from mtlsearch.distributed import (
     torchrun_env,
     unsync_batchnorm,
 )
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.study import search
-from mtlsearch.train import TrainConfig
+from mtlsearch.study.runner import search
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or sys.platform == "win32",
@@ -48,9 +48,9 @@ TOL = 1e-5  # metrics: DDP and one process differ only by floating-point summati
 # first backward pass edits weights (copies task 0's first block into the others), and the end
 # of epoch 0 changes the graph (the first block becomes shared), so every rank must re-wrap.
 STRATEGIES = '''
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import module_key
-from mtlsearch.strategy import Proposal, Strategy
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.engine.model import module_key
+from mtlsearch.strategy.base import Proposal, Strategy
 
 
 class SplitThenMerge(Strategy):
@@ -103,12 +103,12 @@ import optuna
 import torch
 
 from mtlsearch.cli import main
-from mtlsearch.distributed import DDPTraining, broadcast_json, torchrun_session
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import materialize
+from mtlsearch.engine.distributed import DDPTraining, broadcast_json, torchrun_session
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.engine.model import materialize
 from mtlsearch.registry import create_space, load_dataset
-from mtlsearch.study import search
-from mtlsearch.train import Trainer, TrainConfig
+from mtlsearch.study.runner import search
+from mtlsearch.engine.train import Trainer, TrainConfig
 
 out = Path(sys.argv[1])
 sys.path.insert(0, str(out))

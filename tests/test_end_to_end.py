@@ -12,7 +12,7 @@ from mtlsearch import (
     load_dataset,
     run_strategy,
 )
-from mtlsearch.summary import summarize
+from mtlsearch.graph.summary import summarize
 
 
 @pytest.fixture(scope="module")

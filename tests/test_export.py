@@ -15,7 +15,7 @@ from torch import nn
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, from_modules, materialize
 from mtlsearch.errors import ExportError, SpaceError
-from mtlsearch.export import (
+from mtlsearch.export.write import (
     EXPORT_FORMAT,
     export_model,
     load,
@@ -191,7 +191,7 @@ def test_export_replaces_an_earlier_export_and_refuses_other_folders(tmp_path):
 
 
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
-    import mtlsearch.export as export
+    import mtlsearch.export.write as export
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -327,7 +327,7 @@ def test_truncated_json_is_refused(exported):
 
 
 def test_oversized_json_is_refused(exported, monkeypatch):
-    import mtlsearch.export as export
+    import mtlsearch.export.write as export
 
     monkeypatch.setattr(export, "MAX_JSON_BYTES", 100)
     with pytest.raises(ExportError, match="limit"):
@@ -361,7 +361,7 @@ def test_truncated_weights_are_refused(exported):
     with pytest.raises(ExportError, match="sha256"):
         load(exported)
     # Even with a matching checksum (a re-hashed truncated file) the reader refuses it.
-    import mtlsearch.export as export
+    import mtlsearch.export.write as export
 
     digest = export._sha256(path)
     _edit_json(exported, lambda r: r["weights"].update(sha256=digest))

@@ -13,7 +13,7 @@ import pytest
 
 from mtlsearch import SharingGraph
 from mtlsearch.errors import GraphError
-from mtlsearch.grouping import (
+from mtlsearch.graph.grouping import (
     ari_per_depth,
     discovered_grouping,
     grouping_ari,

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from mtlsearch import GraphError, SharingGraph, TaskError, TaskSpec, create_space, materialize
-from mtlsearch.plan import build_plan
-from mtlsearch.spaces import count_macs
-from mtlsearch.summary import summarize
+from mtlsearch.graph.plan import build_plan
+from mtlsearch.graph.space import count_macs
+from mtlsearch.graph.summary import summarize
 
 TASKS = [TaskSpec("a"), TaskSpec("b", kind="multiclass", num_classes=3), TaskSpec("c", kind="regression")]
 NAMES = [t.name for t in TASKS]

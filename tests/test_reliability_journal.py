@@ -25,10 +25,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.plugin_manager import register_plugin, unregister_plugin
-from mtlsearch.storage import open_study
-from mtlsearch.study import search
-from mtlsearch.train import TrainConfig
+from mtlsearch.study.runner import search
+from mtlsearch.study.storage import open_study
 
 TINY_ARGS = ["--dataset", "synthetic", "--dataset-arg", "n_tasks=3", "--dataset-arg",
              "n_samples=160", "--space", "mlp", "--space-arg", "widths=[8,8]", "--epochs", "1",

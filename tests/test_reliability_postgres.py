@@ -17,7 +17,7 @@ from test_reliability_journal import (
     check_sigkill_is_failed_and_retried,
 )
 
-from mtlsearch.storage import budget_lock, open_storage
+from mtlsearch.study.storage import budget_lock, open_storage
 
 URL = os.environ.get("MTLSEARCH_TEST_POSTGRES_URL")
 HEARTBEAT = {"MTLSEARCH_HEARTBEAT_INTERVAL": "1", "MTLSEARCH_GRACE_PERIOD": "3"}

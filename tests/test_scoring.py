@@ -51,7 +51,7 @@ def test_evaluate_matches_a_manual_pass():
 def test_routed_evaluation_splits_tasks_into_chunks_with_the_same_metrics():
     import numpy as np
 
-    from mtlsearch import scoring
+    from mtlsearch.engine import scoring
 
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(200, 4, generator=gen)

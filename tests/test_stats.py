@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from mtlsearch.comparison import _paired
 from mtlsearch.stats import mean_std, paired_difference
+from mtlsearch.study.comparison import _paired
 
 
 def test_mean_std_by_hand():

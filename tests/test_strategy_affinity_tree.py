@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from mtlsearch import MTLSearchError, SharingGraph, TrainConfig, Trainer, create_space, load_dataset
-from mtlsearch.context import SearchContext
-from mtlsearch.data import MultiTaskDataset
-from mtlsearch.model import materialize, module_key
-from mtlsearch.pipeline import run_strategy
+from mtlsearch.data.dataset import MultiTaskDataset
+from mtlsearch.engine.model import materialize, module_key
 from mtlsearch.plugins.affinity_tree import (
     AffinityTensor,
     AffinityTree,
@@ -51,7 +49,9 @@ from mtlsearch.plugins.affinity_tree.tree import (
     tree_cost_parts,
 )
 from mtlsearch.registry import create_strategy
-from mtlsearch.tasks import TaskSpec, get_task_kind
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import run_strategy
+from mtlsearch.tasks.kinds import TaskSpec, get_task_kind
 from mtlsearch.testing import tiny_context
 
 
@@ -390,7 +390,7 @@ def test_agreement_measures():
 @pytest.fixture(scope="module")
 def cnn_ctx():
     gen = torch.Generator().manual_seed(0)
-    from mtlsearch.data import from_arrays
+    from mtlsearch.data.dataset import from_arrays
 
     x = torch.randn(120, 1, 8, 8, generator=gen)
     targets = {"a": (x[:, 0, :4].mean((1, 2)) > 0).float(), "b": (x[:, 0, 4:].mean((1, 2)) > 0).float()}
@@ -569,7 +569,7 @@ def test_initial_params_put_the_widest_inner_interval_first():
 
 
 def test_a_study_tries_the_queued_trees_first_and_records_their_intervals():
-    from mtlsearch.study import search
+    from mtlsearch.study.runner import search
     from mtlsearch.testing import tiny_dataset
 
     ctx = tiny_context()
@@ -596,7 +596,7 @@ def test_strategy_options_are_checked():
 def test_reference_and_affinity_share_one_single_task_training(monkeypatch):
     from collections import OrderedDict
 
-    from mtlsearch import context as context_module
+    from mtlsearch.strategy import context as context_module
     from mtlsearch.testing import tiny_context
 
     monkeypatch.setattr(context_module, "_SINGLE_TASK_WEIGHTS", OrderedDict())  # no earlier test's

@@ -7,12 +7,11 @@ import optuna
 import pytest
 import torch
 
-from mtlsearch.context import SearchContext
+from mtlsearch.engine.model import materialize, module_key
+from mtlsearch.engine.train import TrainConfig, _rewire, task_losses
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
-from mtlsearch.grouping import grouping_ari
-from mtlsearch.model import materialize, module_key
-from mtlsearch.pipeline import run_strategy
+from mtlsearch.graph.grouping import grouping_ari
+from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.plugins.gradient_merge import (
     DIRECTIVES,
     GradientMerge,
@@ -35,9 +34,10 @@ from mtlsearch.plugins.gradient_merge import (
 )
 from mtlsearch.plugins.gradient_merge import strategy as strategy_module
 from mtlsearch.registry import create_space, load_dataset
-from mtlsearch.tasks import TaskSpec
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import run_strategy
+from mtlsearch.tasks.kinds import TaskSpec
 from mtlsearch.testing import tiny_context
-from mtlsearch.train import TrainConfig, _rewire, task_losses
 
 
 def _trial():

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize, run_strategy
-from mtlsearch.compute import forward_macs, meter
-from mtlsearch.context import SearchContext
+from mtlsearch.engine.compute import forward_macs, meter
+from mtlsearch.engine.train import TrainConfig, task_losses
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.plugins.gumbel_policy import (
     INITIAL_PARAMS,
@@ -39,8 +39,8 @@ from mtlsearch.plugins.gumbel_policy.losses import (
     temperature,
 )
 from mtlsearch.plugins.gumbel_policy.sampling import graph_decisions, most_likely
+from mtlsearch.strategy.context import SearchContext
 from mtlsearch.testing import tiny_context, tiny_dataset
-from mtlsearch.train import TrainConfig, task_losses
 
 
 def _logits_for(alpha: np.ndarray) -> torch.Tensor:

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, load_dataset
-from mtlsearch.context import SearchContext
-from mtlsearch.data import DatasetSplits, MultiTaskDataset
+from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset
+from mtlsearch.engine.model import GroupedBatchNorm, materialize
+from mtlsearch.engine.scoring import evaluate
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import GraphError, MTLSearchError
-from mtlsearch.export import export_model, load
-from mtlsearch.model import GroupedBatchNorm, materialize
+from mtlsearch.export.write import export_model, load
 from mtlsearch.plugins.task_routing import (
     INITIAL_SIGMAS,
     BatchedRouting,
@@ -36,9 +37,8 @@ from mtlsearch.plugins.task_routing import sweep as sweep_module
 from mtlsearch.plugins.task_routing.sweep import main as sweep_main
 from mtlsearch.plugins.task_routing.sweep import plot_sigma_sweep, sigma_sweep
 from mtlsearch.registry import create_strategy
-from mtlsearch.scoring import evaluate
+from mtlsearch.strategy.context import SearchContext
 from mtlsearch.testing import check_strategy, tiny_context
-from mtlsearch.train import TrainConfig
 
 TASKS = [f"t{i}" for i in range(6)]
 
@@ -365,8 +365,8 @@ def test_sigma_one_routes_merge_and_need_no_task_statistics(mlp_ctx):
 
 
 def test_strategy_recalibrates_after_the_last_epoch(mlp_ctx):
-    from mtlsearch.pipeline import run_strategy
     from mtlsearch.plugins.task_routing.strategy import _last_epoch
+    from mtlsearch.strategy.pipeline import run_strategy
 
     model = run_strategy(TaskRouting(sigma=0.5, mask_seed=0, schemes=["paper"]), mlp_ctx).model
     norm = model.blocks["b1_0"].norm

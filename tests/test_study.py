@@ -14,12 +14,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.hookspecs import hookimpl
 from mtlsearch.plugin_manager import register_plugin, unregister_plugin
-from mtlsearch.strategy import Proposal, Strategy
-from mtlsearch.study import export_trial, open_study, rebuild_trial, search, weights_path
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.study.runner import export_trial, open_study, rebuild_trial, search, weights_path
 
 TINY = {
     "dataset": "synthetic",
@@ -183,8 +183,8 @@ def test_bad_settings_are_clear_errors():
 
 WORKER = textwrap.dedent("""
     import os, pathlib, sys, time
-    from mtlsearch.study import search
-    from mtlsearch.train import TrainConfig
+    from mtlsearch.study.runner import search
+    from mtlsearch.engine.train import TrainConfig
     # A barrier: start searching only when both workers are up, so they really overlap.
     folder = pathlib.Path(sys.argv[2])
     (folder / f"ready-{os.getpid()}").touch()
@@ -221,7 +221,7 @@ def test_two_processes_share_a_journal_study_and_stop_at_the_budget(tmp_path):
 
 
 def test_export_uses_kept_weights_or_retrains_identically(tmp_path):
-    from mtlsearch import export
+    from mtlsearch.export import write as export
 
     result = search(trials=2, storage=f"sqlite:///{tmp_path / 'db.db'}", out=tmp_path / "out",
                     **TINY)
@@ -282,8 +282,8 @@ def test_top_level_compare_is_the_function_even_after_its_module_is_imported():
 
     import mtlsearch
 
-    importlib.import_module("mtlsearch.comparison")
-    assert callable(mtlsearch.compare) and mtlsearch.compare.__module__ == "mtlsearch.comparison"
+    importlib.import_module("mtlsearch.study.comparison")
+    assert callable(mtlsearch.compare) and mtlsearch.compare.__module__ == "mtlsearch.study.comparison"
     from mtlsearch import compare
 
-    assert compare is mtlsearch.comparison.compare
+    assert compare is mtlsearch.study.comparison.compare

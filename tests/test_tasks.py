@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtlsearch import TaskError, TaskSpec, UnknownNameError
-from mtlsearch.tasks import get_task_kind
+from mtlsearch.tasks.kinds import get_task_kind
 
 
 def _kind(name):
@@ -16,7 +16,7 @@ def _kind(name):
 
 
 def test_unknown_kind_lists_known_ones():
-    # "segmentation" itself is registered by mtlsearch.dense_tasks, so ask for another kind.
+    # "segmentation" itself is registered by mtlsearch.tasks.dense.kinds, so ask for another kind.
     with pytest.raises(UnknownNameError, match="unknown task kind 'optical_flow'; choose one of: binary, depth, edges, multiclass"):
         TaskSpec("x", kind="optical_flow")
 

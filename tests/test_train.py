@@ -15,7 +15,7 @@ from mtlsearch import (
     from_arrays,
     materialize,
 )
-from mtlsearch.train import TrainingError, build_and_train
+from mtlsearch.engine.train import TrainingError, build_and_train
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_dynamic_graph_keeps_surviving_weights_and_optimizer_state(data, space):
     for key in ("blocks.b0_0.linear.weight", "blocks.b1_1.linear.weight", "heads.c.linear.weight"):
         assert torch.equal(state[key], change.before[key]), key
     # The rewired optimizer carried Adam's moments for the parameters that remain.
-    from mtlsearch.train import _optimizer, _rewire
+    from mtlsearch.engine.train import _optimizer, _rewire
 
     opt = _optimizer(TrainConfig(), model.parameters())
     model(data.train.inputs[:8])["a"].sum().backward()
@@ -160,7 +160,7 @@ def test_one_task_steps_touch_only_the_trunk_and_the_active_head_with_identical_
 
 
 def test_split_heads_groups_cover_every_parameter_once(data, space):
-    from mtlsearch.train import _param_groups
+    from mtlsearch.engine.train import _param_groups
 
     model = materialize(SharingGraph.hard_sharing(data.task_names, 2), space, data.tasks)
     groups = _param_groups(model)

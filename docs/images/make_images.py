@@ -3,7 +3,7 @@
 Run from the repository root: ``python docs/images/make_images.py`` (writes
 ``docs/images/graph_schema.png``). The left panel is a :class:`~mtlsearch.SharingGraph`
 drawn from its networkx graph; the right panel is the execution plan that
-:func:`mtlsearch.plan.build_plan` makes of it (every distinct computation once).
+:func:`mtlsearch.graph.plan.build_plan` makes of it (every distinct computation once).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import networkx as nx  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from mtlsearch import SharingGraph  # noqa: E402
-from mtlsearch.graph import INPUT, head_id  # noqa: E402
-from mtlsearch.plan import build_plan  # noqa: E402
+from mtlsearch.graph.plan import build_plan  # noqa: E402
+from mtlsearch.graph.sharing import INPUT, head_id  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TASKS = ["a", "b", "c"]

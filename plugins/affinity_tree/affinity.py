@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.tasks import TaskSpec, get_task_kind
+from mtlsearch.tasks.kinds import TaskSpec, get_task_kind
 
 __all__ = [
     "AffinityTensor",

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlsearch.data import MultiTaskDataset
+from mtlsearch.data.dataset import MultiTaskDataset
+from mtlsearch.engine.model import MultiTaskModel, materialize, module_key
+from mtlsearch.engine.train import Trainer
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import MultiTaskModel, materialize, module_key
-from mtlsearch.train import Trainer
+from mtlsearch.graph.sharing import SharingGraph
 
 from .affinity import AffinityTensor, affinity_from_losses, per_sample_losses
 

@@ -1,10 +1,10 @@
 """Does ``affinity_tree`` find planted task groups? The measurement behind its documentation.
 
-For each seed: a ``synthetic`` dataset with planted groups, one :func:`~mtlsearch.study.search`
+For each seed: a ``synthetic`` dataset with planted groups, one :func:`~mtlsearch.study.runner.search`
 of ``affinity_tree`` (its queued :meth:`~.strategy.AffinityTree.initial_params` first), and for
 ``k = 1..trials`` the trial with the best validation Δ_MTL among the first ``k``, scored by the
 adjusted Rand index of its discovered grouping (the partition at the deepest shared depth,
-:func:`mtlsearch.grouping.grouping_ari`) against the planted groups. Deterministic on the CPU.
+:func:`mtlsearch.graph.grouping.grouping_ari`) against the planted groups. Deterministic on the CPU.
 
     python -m mtlsearch.plugins.affinity_tree.recovery --estimator rsa --trials 4
     python -m mtlsearch.plugins.affinity_tree.recovery --paper          # the paper's options
@@ -57,8 +57,8 @@ def recovery(
     import torch
 
     from mtlsearch import TrainConfig, load_dataset
-    from mtlsearch.grouping import grouping_ari
-    from mtlsearch.study import search
+    from mtlsearch.graph.grouping import grouping_ari
+    from mtlsearch.study.runner import search
 
     from .strategy import AffinityTree
 

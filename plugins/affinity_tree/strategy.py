@@ -18,7 +18,7 @@ trained weights instead of training again.
 
 Example:
     >>> from mtlsearch import create_strategy
-    >>> from mtlsearch.pipeline import run_strategy
+    >>> from mtlsearch.strategy.pipeline import run_strategy
     >>> from mtlsearch.testing import tiny_context
     >>> result = run_strategy(create_strategy("affinity_tree", estimator="rsa"), tiny_context())
     >>> result.info["tree"]  # doctest: +SKIP
@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.strategy import Proposal, Strategy
+from mtlsearch.strategy.base import Proposal, Strategy
 
 from .affinity import AffinityTensor
 from .estimators import ESTIMATORS, estimate_affinity

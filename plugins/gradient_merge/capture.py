@@ -9,7 +9,7 @@ tasks' gradients (eq. 3), which is what is captured for it: after a merge the br
 the task, is the unit that is clustered (merged tasks never split again).
 
 Example:
-    >>> from mtlsearch.graph import SharingGraph
+    >>> from mtlsearch.graph.sharing import SharingGraph
     >>> g = SharingGraph.from_partitions(["a", "b"], [[["a", "b"]], [["a"], ["b"]]])
     >>> branch_depth(g), branches(g, 1)
     (1, {'b1.0': ['a'], 'b1.1': ['b']})
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtlsearch.engine.model import MultiTaskModel, module_key
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import MultiTaskModel, module_key
+from mtlsearch.graph.sharing import SharingGraph
 
 from .factors import factor_vector, sketch_projections
 

@@ -11,7 +11,7 @@ Two parts, each printing markdown tables (run from the repository root, one torc
     groups, how often nothing merged and how often everything merged.
 ``final``
     Whole runs (merging included) on planted data and on ``multi_digits``: the ARI of the
-    final grouping (partition at the deepest shared depth, :func:`mtlsearch.grouping.grouping_ari`)
+    final grouping (partition at the deepest shared depth, :func:`mtlsearch.graph.grouping.grouping_ari`)
     and validation / test Δ_MTL, for this plugin and, with ``--before DIR``, for an earlier copy
     of it (a folder holding the plugin's files as a package, e.g. extracted with ``git show``).
 
@@ -69,9 +69,9 @@ def partition_labels(labels: Sequence[int]) -> list[int]:
 
 
 def _synthetic(name: str, seed: int) -> tuple[Any, Any, Any]:
-    from mtlsearch.context import SearchContext
+    from mtlsearch.engine.train import TrainConfig
     from mtlsearch.registry import create_space, load_dataset
-    from mtlsearch.train import TrainConfig
+    from mtlsearch.strategy.context import SearchContext
 
     kwargs, samples, lr = PLANTED[name]
     data = load_dataset("synthetic", n_samples=samples, seed=seed, **kwargs)
@@ -86,7 +86,7 @@ def collect_gradients(ctx: Any, *, sync_heads: bool, epochs: int = 2) -> dict[in
     """``{epoch: {branch: (batches, *weight shape)}}``: per-batch first-layer gradients of the
     per-task branches, trained ``epochs`` epochs with the strategy's synchronisation and no
     merging."""
-    from mtlsearch.pipeline import run_strategy
+    from mtlsearch.strategy.pipeline import run_strategy
 
     from .capture import branch_gradients
     from .strategy import GradientMerge
@@ -219,8 +219,8 @@ def _load_before(folder: str) -> Any:
 
 
 def _run(label: str, strategy: Any, ctx: Any, data: Any, *, first: bool) -> dict[str, Any]:
-    from mtlsearch.grouping import grouping_ari
-    from mtlsearch.pipeline import run_strategy
+    from mtlsearch.graph.grouping import grouping_ari
+    from mtlsearch.strategy.pipeline import run_strategy
 
     start = time.perf_counter()
     params = strategy.initial_params(ctx)[0] if first else None
@@ -240,9 +240,9 @@ def _run(label: str, strategy: Any, ctx: Any, data: Any, *, first: bool) -> dict
 
 def final(before: str | None = None, seeds: Sequence[int] = SEEDS, md_seeds: Sequence[int] = (0, 1)) -> list[dict[str, Any]]:
     """Print and return whole-run figures (see the module docstring)."""
-    from mtlsearch.context import SearchContext
+    from mtlsearch.engine.train import TrainConfig
     from mtlsearch.registry import create_space, create_strategy, load_dataset
-    from mtlsearch.train import TrainConfig
+    from mtlsearch.strategy.context import SearchContext
 
     from .strategy import GradientMerge
 

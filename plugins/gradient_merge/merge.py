@@ -8,7 +8,7 @@ the optimizer. :func:`merge_weights` writes the element-wise mean, maximum or mi
 group's branch weights into the kept branch first (options of the paper).
 
 Example:
-    >>> from mtlsearch.graph import SharingGraph
+    >>> from mtlsearch.graph.sharing import SharingGraph
     >>> g = SharingGraph.from_partitions(["a", "b", "c"], [[["a", "b", "c"]], [["a"], ["b"], ["c"]]])
     >>> merged = merge_branches(g, 1, [["b1.0", "b1.2"]], keep=["b1.2"])
     >>> merged.route("a"), merged.block_nodes(1)
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import torch
 
+from mtlsearch.engine.model import MultiTaskModel, module_key
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import MultiTaskModel, module_key
+from mtlsearch.graph.sharing import SharingGraph
 
 from .capture import branches
 

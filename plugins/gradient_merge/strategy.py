@@ -22,7 +22,7 @@ The record of every epoch (groups, merges, parameter count, timings) is in
 
 Example:
     >>> from mtlsearch.testing import tiny_context
-    >>> from mtlsearch.pipeline import run_strategy
+    >>> from mtlsearch.strategy.pipeline import run_strategy
     >>> result = run_strategy(GradientMerge(), tiny_context())
     >>> sorted(result.info["gradient_merge"])[:3]
     ['branch_depth', 'epochs', 'final_groups']
@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlsearch.engine.model import MultiTaskModel, module_key
+from mtlsearch.engine.train import EpochState, StepState
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
-from mtlsearch.model import MultiTaskModel, module_key
-from mtlsearch.strategy import Proposal, Strategy
-from mtlsearch.summary import summarize
-from mtlsearch.train import EpochState, StepState
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.graph.summary import summarize
+from mtlsearch.strategy.base import Proposal, Strategy
 
 from .capture import GradientRecorder, aggregated_losses, branches
 from .clustering import DIRECTIVES, cluster_branches, groups_from_labels

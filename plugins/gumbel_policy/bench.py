@@ -1,6 +1,6 @@
 """Measure ``gumbel_policy`` trials at ``mtlsearch compare``'s settings: ``multi_digits`` on
 ``small_cnn``, 3 epochs per training, ``num_samples=1`` (its entry in
-:data:`~mtlsearch.comparison.QUICK_STRATEGY_KWARGS`).
+:data:`~mtlsearch.study.comparison.QUICK_STRATEGY_KWARGS`).
 
 Each arm is one trial with fixed hyper-parameters; ``paper`` arms reproduce the schedule
 before the policy-phase fix (one pass over split B per alternation, one Gumbel draw per
@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from mtlsearch import create_space, load_dataset
-from mtlsearch.compute import forward_macs, meter
-from mtlsearch.context import SearchContext
-from mtlsearch.model import materialize
-from mtlsearch.pipeline import evaluate_proposal
-from mtlsearch.strategy import Proposal
-from mtlsearch.train import TrainConfig
+from mtlsearch.engine.compute import forward_macs, meter
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.strategy.base import Proposal
+from mtlsearch.strategy.context import SearchContext
+from mtlsearch.strategy.pipeline import evaluate_proposal
 
 from .strategy import INITIAL_PARAMS, GumbelPolicy
 

@@ -24,11 +24,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlsearch.compute import charge, charge_forward
-from mtlsearch.data import MultiTaskDataset
+from mtlsearch.data.dataset import MultiTaskDataset
+from mtlsearch.engine.compute import charge, charge_forward
+from mtlsearch.engine.model import MultiTaskModel
+from mtlsearch.engine.train import (
+    TrainConfig,
+    TrainingError,
+    _optimizer,
+    select_device,
+    task_losses,
+)
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.model import MultiTaskModel
-from mtlsearch.train import TrainConfig, TrainingError, _optimizer, select_device, task_losses
 
 from .losses import (
     DEPTH_WEIGHTS,
@@ -245,7 +251,7 @@ def learn_policy(
     ``settings.min_policy_steps`` of them in all).
 
     The model's weights are trained in place. Seeded by ``weight_config.seed``. Every
-    optimizer step is charged to the open compute meters (:mod:`mtlsearch.compute`): the
+    optimizer step is charged to the open compute meters (:mod:`mtlsearch.engine.compute`): the
     warm-up's as a hard-sharing forward, the soft steps' as the supernet's forward.
 
     Raises:

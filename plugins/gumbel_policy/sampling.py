@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.graph import SharingGraph
+from mtlsearch.graph.sharing import SharingGraph
 
 __all__ = [
     "sample_decisions",

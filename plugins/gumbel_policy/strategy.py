@@ -3,13 +3,13 @@
 One trial: sample ``λ_sp``, ``λ_sh``, ``τ₀``, the warm-up length and the curriculum speed;
 learn the policy on a supernet (cached in ``ctx.cache`` by what produced it); sample K
 architectures from it plus the most likely one; retrain each distinct one from scratch through
-:func:`~mtlsearch.pipeline.evaluate_proposal`; propose the best on validation, with its trained
+:func:`~mtlsearch.strategy.pipeline.evaluate_proposal`; propose the best on validation, with its trained
 weights, and record all of them in the proposal's ``info``.
 
 Example:
     >>> from mtlsearch import create_space, load_dataset, run_strategy
-    >>> from mtlsearch.context import SearchContext
-    >>> from mtlsearch.train import TrainConfig
+    >>> from mtlsearch.strategy.context import SearchContext
+    >>> from mtlsearch.engine.train import TrainConfig
     >>> data = load_dataset("synthetic", n_tasks=4, n_samples=400)
     >>> space = create_space("mlp", input_shape=data.input_shape, widths=(16, 16, 16))
     >>> ctx = SearchContext(data=data, space=space, budget=TrainConfig(epochs=2))
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.model import materialize
-from mtlsearch.pipeline import evaluate_proposal
-from mtlsearch.strategy import Proposal, Strategy
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.strategy.pipeline import evaluate_proposal
 
 from .policy import (
     MIN_POLICY_STEPS,
@@ -92,7 +92,7 @@ class GumbelPolicy(Strategy):
             See :class:`~.policy.PolicySettings` (``min_policy_steps=0`` and
             ``sharing_weights="paper"``, ``noise="batch"`` give the paper's schedule, eq. 4 and
             one Gumbel draw per batch).
-        weight_overrides: :class:`~mtlsearch.train.TrainConfig` fields for the weight
+        weight_overrides: :class:`~mtlsearch.engine.train.TrainConfig` fields for the weight
             optimizer of the policy phase (default: the study's budget; the paper's is
             ``{"optimizer": "sgd", "lr": 1e-3}``).
         ablation: ``none``; ``random1`` / ``random2`` (Random #1 / #2: random policies with

@@ -1,8 +1,8 @@
 """The soft forward of the policy phase: one block per index shared by all tasks, per-task mixing.
 
-The discrete executor (:mod:`mtlsearch.model`) runs fixed routes; the policy phase needs, per
+The discrete executor (:mod:`mtlsearch.engine.model`) runs fixed routes; the policy phase needs, per
 task and block, ``v * block(x) + (1 - v) * block.shortcut(x)`` with a continuous ``v``. The
-supernet wraps a materialized *hard-sharing* :class:`~mtlsearch.model.MultiTaskModel` (its block
+supernet wraps a materialized *hard-sharing* :class:`~mtlsearch.engine.model.MultiTaskModel` (its block
 and head modules, so its state dict is that model's) and adds that mixing. While every task
 still executes every block, the activations are computed once; from the first block with a
 policy on, the T tasks' activations are stacked along the batch (one pass per block, like the
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from mtlsearch.engine.model import MultiTaskModel, module_key
 from mtlsearch.errors import GraphError, MTLSearchError
-from mtlsearch.model import MultiTaskModel, module_key
 
 __all__ = ["PolicySupernet"]
 
@@ -41,7 +41,7 @@ class PolicySupernet(nn.Module):
 
     Attributes:
         model: The wrapped model; training the supernet trains its weights.
-        task_specs: The model's task specs (so :func:`mtlsearch.train.task_losses` applies).
+        task_specs: The model's task specs (so :func:`mtlsearch.engine.train.task_losses` applies).
         policy_blocks: Indices of the blocks a task may skip (the search space's ``skip`` is
             not ``"none"``); the others always run.
     """

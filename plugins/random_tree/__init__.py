@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mtlsearch.hookspecs import hookimpl
-from mtlsearch.strategy import Proposal, Strategy
+from mtlsearch.strategy.base import Proposal, Strategy
 
 __all__ = ["RandomTree", "random_partition"]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtlsearch.hookspecs import hookimpl
-from mtlsearch.strategy import Proposal, Strategy
+from mtlsearch.strategy.base import Proposal, Strategy
 
 __all__ = ["SingleTask"]
 

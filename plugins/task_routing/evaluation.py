@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtlsearch.engine.scoring import Metrics
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.scoring import Metrics
-from mtlsearch.spaces import SearchSpace
-from mtlsearch.tasks import VectorHead, get_task_kind
+from mtlsearch.graph.space import SearchSpace
+from mtlsearch.tasks.kinds import VectorHead, get_task_kind
 
 __all__ = [
     "BatchedRouting",
@@ -162,7 +162,7 @@ def routed_forward(
     one), ``model(x, tasks)`` on any other graph.
 
     Args:
-        model: A materialized (routed) :class:`~mtlsearch.model.MultiTaskModel`.
+        model: A materialized (routed) :class:`~mtlsearch.engine.model.MultiTaskModel`.
         x: A batch of inputs.
         tasks: Tasks to run (default: all).
         max_bytes: Memory budget of one pass (see :func:`task_chunk_size`).
@@ -198,7 +198,7 @@ def evaluate_routed(
     max_bytes: int = DEFAULT_MAX_BYTES,
     device: torch.device | str | None = None,
 ) -> Metrics:
-    """Per-task metrics like :func:`mtlsearch.scoring.evaluate`, through :func:`routed_forward`.
+    """Per-task metrics like :func:`mtlsearch.engine.scoring.evaluate`, through :func:`routed_forward`.
 
     Binary tasks also get ``precision`` and ``recall`` (the paper's metrics; 0 when a task
     predicts no positive or has none).

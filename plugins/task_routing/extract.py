@@ -12,7 +12,7 @@ Supported blocks (their convolution / linear / batch-norm weights are sliced):
 are masked: the inner convolution keeps all its channels, ``conv2``/``bn2`` and a projection
 shortcut lose the masked output rows, and an identity shortcut becomes a fixed channel
 selection (a kept output channel whose input channel was masked away receives zero, exactly
-as in the routed model). Heads must be the default :class:`~mtlsearch.tasks.VectorHead`.
+as in the routed model). Heads must be the default :class:`~mtlsearch.tasks.kinds.VectorHead`.
 
 Example:
     >>> subnet = extract_subnet(model, "left_even")  # doctest: +SKIP
@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtlsearch.engine.model import GroupedBatchNorm
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.model import GroupedBatchNorm
-from mtlsearch.tasks import VectorHead
+from mtlsearch.tasks.kinds import VectorHead
 
 __all__ = ["SpecialisedSubnet", "extract_subnet", "SUPPORTED_BLOCKS"]
 
@@ -171,7 +171,7 @@ def extract_subnet(model: nn.Module, task: str) -> SpecialisedSubnet:
     """The specialised subnet of ``task`` in a routed ``model`` (a copy; the model is untouched).
 
     Args:
-        model: A materialized :class:`~mtlsearch.model.MultiTaskModel`.
+        model: A materialized :class:`~mtlsearch.engine.model.MultiTaskModel`.
         task: One of the model's tasks.
 
     Returns:

@@ -2,7 +2,7 @@
 
 With ``task_norm="task"`` (the default of :func:`~.strategy.routed_graph`) every block that
 tasks reach with different (masked) inputs keeps one set of running statistics per task
-(:class:`~mtlsearch.model.GroupedBatchNorm`), updated during training by exponential moving
+(:class:`~mtlsearch.engine.model.GroupedBatchNorm`), updated during training by exponential moving
 averages, exactly like ``nn.BatchNorm``. :func:`recalibrate_norms` replaces them, after
 training, by the exact statistics of the training split ("precise BN"): the mean and unbiased
 variance of each norm's input over every training sample, per task group, with the layers
@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mtlsearch.compute import charge, forward_macs
-from mtlsearch.model import GroupedBatchNorm
+from mtlsearch.engine.compute import charge, forward_macs
+from mtlsearch.engine.model import GroupedBatchNorm
 
 __all__ = ["recalibrate_norms", "norm_statistics"]
 
@@ -88,12 +88,12 @@ def recalibrate_norms(
     batch statistics (as in training; dropout and the like stay in eval mode, no weight
     changes), and each norm's running mean and unbiased running variance become the mean and
     unbiased variance of its input over the whole split — per group for a
-    :class:`~mtlsearch.model.GroupedBatchNorm` (each task's own masked activations), over all
+    :class:`~mtlsearch.engine.model.GroupedBatchNorm` (each task's own masked activations), over all
     tasks' inputs for a shared one. Charges the pass to open compute meters (a third of a
     training step's MACs per row: no backward pass).
 
     Args:
-        model: A materialized :class:`~mtlsearch.model.MultiTaskModel`.
+        model: A materialized :class:`~mtlsearch.engine.model.MultiTaskModel`.
         dataset: The split to measure (pass the training split).
         batch_size: Rows per pass.
         device: Where to run (default: the model's device).

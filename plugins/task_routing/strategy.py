@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from mtlsearch.errors import GraphError, MTLSearchError
-from mtlsearch.graph import TASK_NORMS, SharingGraph
-from mtlsearch.spaces import SearchSpace
-from mtlsearch.strategy import Proposal, Strategy
+from mtlsearch.graph.sharing import TASK_NORMS, SharingGraph
+from mtlsearch.graph.space import SearchSpace
+from mtlsearch.strategy.base import Proposal, Strategy
 
 from .evaluation import DEFAULT_MAX_BYTES, routed_bytes_per_row
 from .masks import SCHEMES, check_sigma, mask_stats, routing_masks
@@ -152,7 +152,7 @@ class TaskRouting(Strategy):
             averages.
 
     Example:
-        >>> from mtlsearch.pipeline import run_strategy
+        >>> from mtlsearch.strategy.pipeline import run_strategy
         >>> result = run_strategy(TaskRouting(sigma=0.4), ctx)  # doctest: +SKIP
     """
 

@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlsearch.context import SearchContext
-from mtlsearch.data import DatasetSplits
+from mtlsearch.data.dataset import DatasetSplits
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.scoring import delta_mtl, metric_directions
+from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.model import materialize
+from mtlsearch.graph.space import SearchSpace
 from mtlsearch.registry import create_space, load_dataset
-from mtlsearch.scoring import delta_mtl, metric_directions
-from mtlsearch.spaces import SearchSpace
-from mtlsearch.train import TrainConfig
+from mtlsearch.strategy.context import SearchContext
 
 from .evaluation import DEFAULT_MAX_BYTES, evaluate_routed
 from .masks import SCHEMES, check_sigma
@@ -377,8 +377,8 @@ def plot_sigma_sweep(
     """
     from matplotlib.figure import Figure
 
-    from mtlsearch.viz import _palette
-    from mtlsearch.viz import save_figure as _save
+    from mtlsearch.viz.architecture import _palette
+    from mtlsearch.viz.architecture import save_figure as _save
 
     names = [m for m in (metrics or ("accuracy", "precision", "recall")) if m in result.metric_names()]
     if not names:

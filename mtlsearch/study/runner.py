@@ -1,0 +1,622 @@
+"""Optuna studies over sharing architectures: search, resume, inspect and export trials.
+
+A study is what one :func:`search` call (or several workers) fills: each trial asks the
+strategy for a proposal, trains and scores it, and records everything needed to rebuild it in
+the trial's user attributes. The budget is study-wide, so calling :func:`search` again with
+the same arguments resumes an interrupted study and several workers on one storage stop
+together at ``trials``.
+
+Example:
+    >>> from mtlsearch.engine.train import TrainConfig
+    >>> result = search(dataset="synthetic", space="mlp", trials=2, progress=False,
+    ...                 dataset_kwargs={"n_tasks": 3, "n_samples": 300},
+    ...                 budget=TrainConfig(epochs=1))  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from mtlsearch.data.dataset import DatasetSplits
+from mtlsearch.engine.compute import Compute, Meter, compute_unit, meter, parse_compute
+from mtlsearch.engine.distributed import DistributedAbort, torchrun_session
+from mtlsearch.engine.train import TrainConfig, seed_everything
+from mtlsearch.errors import MTLSearchError
+from mtlsearch.graph.space import SearchSpace
+from mtlsearch.plugin_manager import get_plugin_manager
+from mtlsearch.registry import create_space, create_strategy, load_dataset
+from mtlsearch.strategy.base import Strategy
+from mtlsearch.strategy.context import ResultCache, SearchContext
+from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
+from mtlsearch.study.storage import (
+    budget_lock,
+    open_storage,
+    open_study,
+    retried_numbers,
+    retry_trial,
+    study_names,
+)
+from mtlsearch.study.trials import (
+    OBJECTIVES,
+    STUDY_ATTR,
+    TrialInfo,
+    _best_value,
+    _derive,
+    _front,
+    _save_weights,
+    best_trial,
+    export_trial,
+    pareto_front,
+    rebuild_trial,
+    summary,
+    trials_table,
+    weights_path,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "PRUNERS",
+    "SearchResult",
+    "TrialInfo",
+    "search",
+    "open_storage",
+    "open_study",
+    "study_names",
+    "trials_table",
+    "pareto_front",
+    "best_trial",
+    "rebuild_trial",
+    "export_trial",
+    "weights_path",
+]
+
+log = logging.getLogger(__name__)
+
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+_COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_fingerprint",
+             "space", "space_kwargs", "budget", "seed", "objectives")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+# --------------------------------------------------------------------------- helpers
+_CHARGED_ATTR = "mtlsearch_compute_charged"  # cached items already charged to this study
+_INITIAL_ATTR = "mtlsearch_initial_params"  # the strategy's initial_params were queued
+
+
+def spent_compute(study: optuna.Study) -> float:
+    """Training MACs the study's finished trials spent (see :mod:`mtlsearch.engine.compute`)."""
+    return sum(float((t.user_attrs.get("compute") or {}).get("macs", 0.0))
+               for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as it reads back from storage (tuples become lists...)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class _TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose randomness depends on (seed, trial number) only.
+
+    A sampler seeded once would repeat its first proposals when a study is resumed or when
+    two workers start together; seeding per trial keeps trials distinct and reproducible.
+    """
+
+    def __init__(self, seed: int):
+        self._seed = seed
+        self._inner = self._make(0)
+
+    def _make(self, number: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=_derive(self._seed, "sampler", number))
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._make(trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        return self._inner.sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+def make_pruner(pruner: str | optuna.pruners.BasePruner | None, epochs: int) -> Any:
+    """An Optuna pruner by name (``median``, ``percentile``, ``hyperband``, ...)."""
+    if pruner is None or pruner == "none":
+        return optuna.pruners.NopPruner()
+    if not isinstance(pruner, str):
+        return pruner
+    if pruner == "median":  # a warm-up epoch: Δ_MTL after one epoch is mostly noise
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if pruner == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    if pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    raise MTLSearchError(f"unknown pruner {pruner!r}; known pruners: {', '.join(PRUNERS)}")
+
+
+def _check_objectives(objectives: Sequence[str]) -> list[str]:
+    objectives = [objectives] if isinstance(objectives, str) else list(objectives)
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or not objectives or len(set(objectives)) != len(objectives):
+        raise MTLSearchError(
+            f"bad objectives {objectives}; pick distinct ones among {', '.join(OBJECTIVES)}"
+        )
+    if "delta_mtl" not in objectives:
+        raise MTLSearchError("the objectives must include delta_mtl (the score being searched)")
+    return objectives
+
+
+class _TrialProxy:
+    """What evaluate_proposal reports epochs to: feeds the progress display, and forwards
+    to the Optuna trial only when pruning is possible (single-objective studies)."""
+
+    def __init__(self, trial: Any | None, on_epoch: Callable[[int, float], None]):
+        self._trial, self._on_epoch = trial, on_epoch
+
+    def report(self, value: float, step: int) -> None:
+        self._on_epoch(step, value)
+        if self._trial is not None:
+            self._trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self._trial is not None and self._trial.should_prune()
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Fail (and queue again) trials whose worker stopped sending heartbeats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
+    """Optuna's heartbeat thread for ``trial`` (a no-op on storages without heartbeats)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass
+class _Setup:
+    settings: dict[str, Any]
+    strategy: Strategy
+    ctx: SearchContext
+
+
+def _setup(
+    strategy: str | Strategy,
+    dataset: str | DatasetSplits,
+    space: str | SearchSpace,
+    budget: TrainConfig | None,
+    seed: int,
+    objectives: Sequence[str],
+    dataset_kwargs: Mapping[str, Any] | None,
+    space_kwargs: Mapping[str, Any] | None,
+    strategy_kwargs: Mapping[str, Any] | None,
+    cache: ResultCache,
+) -> _Setup:
+    """Resolve names to objects and record them (as JSON) for the study."""
+    if isinstance(dataset, str):
+        data = load_dataset(dataset, **dict(dataset_kwargs or {}))
+    else:
+        data = dataset
+    if isinstance(space, str):
+        space_obj = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {}))
+    else:
+        space_obj = space
+    if isinstance(strategy, str):
+        strategy_obj = create_strategy(strategy, **dict(strategy_kwargs or {}))
+    else:
+        strategy_obj = strategy
+    budget = (budget or TrainConfig()).replace(seed=seed)
+    recorded_budget = budget.to_dict()
+    recorded_budget.pop("device", None)  # the same study may run on a GPU and a laptop
+    spec = space_obj.spec()
+    from mtlsearch import __version__
+
+    settings = _jsonable({
+        "strategy": strategy_obj.name or type(strategy_obj).__name__,
+        "strategy_kwargs": dict(strategy_kwargs or {}),
+        "dataset": data.name,
+        "dataset_kwargs": dict(data.kwargs) or dict(dataset_kwargs or {}),
+        "data_fingerprint": data.fingerprint(),
+        "space": spec["name"],
+        "space_kwargs": spec["kwargs"],
+        "budget": recorded_budget,
+        "seed": seed,
+        "objectives": list(objectives),
+        "version": __version__,
+    })
+    ctx = SearchContext(data=data, space=space_obj, budget=budget, seed=seed, cache=cache)
+    return _Setup(settings, strategy_obj, ctx)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping) and key in ("budget",):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
+    stored = study.user_attrs.get(STUDY_ATTR)
+    if stored is None:
+        study.set_user_attr(STUDY_ATTR, settings)
+        return
+    old = _flatten({k: stored.get(k) for k in _COMPARED})
+    new = _flatten({k: settings.get(k) for k in _COMPARED})
+    diffs = [f"{k}: {old.get(k)!r} (stored) vs {new.get(k)!r} (now)"
+             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diffs:
+        raise MTLSearchError(
+            f"study {study.study_name!r} already exists with other settings: "
+            + "; ".join(diffs)
+            + ". Resume it with the same settings, or pick another --study name."
+        )
+    if stored.get("version") != settings.get("version"):
+        log.warning("study %r was created by mtlsearch %s (this is %s)", study.study_name,
+                    stored.get("version"), settings.get("version"))
+
+
+# --------------------------------------------------------------------------- the search
+@dataclass
+class SearchResult:
+    """What :func:`search` returns: the Optuna study plus convenient views of it.
+
+    Example:
+        >>> result = search(trials=2, progress=False)  # doctest: +SKIP
+        >>> result.pareto_front()[0]["delta_mtl"]  # doctest: +SKIP
+    """
+
+    study: optuna.Study | None  # None on the ranks other than 0 of a torchrun search
+    settings: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def best_trials(self) -> list[FrozenTrial]:
+        """The Pareto front (multi-objective) or the best trial, best Δ_MTL first."""
+        return _front(self.study)
+
+    def best(self) -> FrozenTrial:
+        """The complete trial with the highest validation Δ_MTL."""
+        return best_trial(self.study)
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`trials_table` on the Pareto front, best Δ_MTL first."""
+        return pareto_front(self.study)
+
+    def trials_table(self) -> list[dict[str, Any]]:
+        """One row per trial: number, state, Δ_MTL (val, test), params, MACs, reason..."""
+        return trials_table(self.study)
+
+    def summary(self) -> str:
+        """A few lines of text: counts per state, the Pareto front and the best trial."""
+        return summary(self.study)
+
+
+def search(
+    *,
+    strategy: str | Strategy = "random_tree",
+    dataset: str | DatasetSplits = "multi_digits",
+    space: str | SearchSpace = "small_cnn",
+    trials: int = 10,
+    budget: TrainConfig | None = None,
+    seed: int = 0,
+    storage: str | Any | None = None,
+    study_name: str | None = None,
+    objectives: Sequence[str] = ("delta_mtl", "params"),
+    pruner: str | Any = "median",
+    dataset_kwargs: Mapping[str, Any] | None = None,
+    space_kwargs: Mapping[str, Any] | None = None,
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    timeout: float | None = None,
+    cache: ResultCache | str | Path | None = None,
+    compute: float | str | None = None,
+) -> SearchResult:
+    """Search sharing architectures with an Optuna study (created, or resumed if it exists).
+
+    Args:
+        strategy, dataset, space: Registered names or objects; the space is built for the
+            dataset's input shape.
+        trials: Study-wide budget of finished (complete, pruned or failed) trials; a resumed
+            study or several workers run only what is left.
+        budget: How every candidate is trained (default ``TrainConfig()``).
+        seed: Seeds training and the sampler (trial ``n`` depends on ``seed`` and ``n`` only).
+        storage: ``None`` (in memory), ``"journal:FILE"`` or a database URL.
+        study_name: Defaults to ``"<strategy>-<dataset>-<space>"`` for stored studies.
+        objectives: ``delta_mtl`` (maximized) plus optional ``params``/``macs`` (minimized).
+        pruner: ``median``, ``percentile``, ``hyperband``, ``successive_halving``, ``none``
+            (or an Optuna pruner); only single-objective studies prune.
+        out: Folder for the result cache (``out/cache``) and trained weights
+            (``out/weights/trial_<n>.safetensors``).
+        progress: Show a live display (one line per trial when not on a terminal).
+        timeout: Start no new trial after this many seconds.
+        cache: Cache of expensive results (default ``out/cache`` or in memory).
+        compute: A compute budget in training MACs (:mod:`mtlsearch.engine.compute`), or ``"Nx"``
+            for N trainings of a hard-sharing network with ``budget``: no new trial starts
+            once the study's trials together spent this much (``trials`` stays the cap). Every trial records what it spent in its ``compute`` user attribute.
+
+    Returns:
+        A :class:`SearchResult`.
+
+    Raises:
+        MTLSearchError: Unknown names, bad settings, or a stored study with other settings.
+        KeyboardInterrupt: After marking the running trial failed ("interrupted").
+
+    Example:
+        >>> r = search(dataset="synthetic", space="mlp", trials=3, progress=False,
+        ...            dataset_kwargs={"n_tasks": 3, "n_samples": 300},
+        ...            budget=TrainConfig(epochs=1))  # doctest: +SKIP
+        >>> len(r.trials_table())  # doctest: +SKIP
+        3
+    """
+    from mtlsearch.study.progress import quiet_optuna
+
+    # Under torchrun, rank 0 runs the study and every rank trains each candidate (DDP).
+    with quiet_optuna(progress), torchrun_session(budget.device if budget else None) as ranks:
+        return _search(strategy, dataset, space, trials, budget, seed, storage, study_name,
+                       objectives, pruner, dataset_kwargs, space_kwargs, strategy_kwargs, out,
+                       progress, timeout, cache, ranks, compute)
+
+
+def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, seed: int,
+            storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
+            dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
+            progress: bool, timeout: float | None, cache: Any,
+            ranks: Any = None, compute: float | str | None = None) -> SearchResult:
+    from mtlsearch.study.progress import SearchProgress
+
+    objectives = _check_objectives(objectives)
+    if trials < 1:
+        raise MTLSearchError(f"trials must be at least 1, got {trials}")
+    if not isinstance(cache, ResultCache):
+        folder = cache if cache is not None else (Path(out) / "cache" if out else None)
+        cache = ResultCache(folder)
+    setup = _setup(strategy, dataset, space, budget, seed, objectives, dataset_kwargs,
+                   space_kwargs, strategy_kwargs, cache)
+    settings, ctx = setup.settings, setup.ctx
+    unit = compute_unit(ctx.data, ctx.space, ctx.budget) if isinstance(compute, str) else 0.0
+    compute = parse_compute(compute, unit)
+    if ranks is not None and not ranks.join(settings, ctx):
+        return SearchResult(None, settings, None)  # a follower rank: it trained along, rank 0 has the study
+    if study_name is None and storage is not None:
+        study_name = f"{settings['strategy']}-{settings['dataset']}-{settings['space']}"
+    opened = open_storage(storage)
+    # Optuna prunes single-objective studies only; a bad name is an error either way.
+    pruner_obj = make_pruner(pruner, ctx.budget.epochs)
+    if len(objectives) > 1:
+        pruner_obj = optuna.pruners.NopPruner()
+    study = optuna.create_study(
+        storage=opened,
+        study_name=study_name,
+        directions=[OBJECTIVES[o] for o in objectives],
+        sampler=_TrialSeededSampler(seed),
+        pruner=pruner_obj,
+        load_if_exists=True,
+    )
+    _check_settings(study, settings)
+    result = SearchResult(study, settings, Path(out) if out else None)
+    runner = _Runner(study, setup, objectives, storage, Path(out) if out else None)
+    finished = runner.count()[0]
+    title = "search" if study.study_name.startswith("no-name-") else study.study_name
+    with SearchProgress(trials, done=finished, enabled=progress, best=_best_value(study),
+                        title=title) as display:
+        runner.display = display
+        if finished >= trials:
+            log.info("study %r already has %d finished trials", study.study_name, finished)
+            return result
+        display.status("single-task reference")
+        ctx.reference()  # once, before the trials: every trial and later study reuses it
+        with budget_lock(storage):
+            runner.enqueue_initial()
+        deadline = time.monotonic() + timeout if timeout else None
+        while deadline is None or time.monotonic() < deadline:
+            with budget_lock(storage):
+                _fail_stale(study)
+                done, running = runner.count()
+                if done + running >= trials:
+                    break
+                if compute is not None and spent_compute(study) >= compute:
+                    log.info("study %r spent its compute budget", study.study_name)
+                    break
+                with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
+                    warnings.filterwarnings("ignore", "Heartbeat of storage")
+                    trial = study.ask()
+                trial.set_user_attr("worker", runner.worker)  # lets others spot a dead worker
+            runner.run(trial)
+    return result
+
+
+class _Runner:
+    """Runs one trial at a time and records it."""
+
+    def __init__(self, study: optuna.Study, setup: _Setup, objectives: list[str],
+                 storage: Any, out: Path | None):
+        self.study, self.setup, self.objectives = study, setup, objectives
+        self.storage, self.out = storage, out
+        self.single = len(objectives) == 1
+        self.display: Any = None
+        self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        # What this search has spent; cached items it used are charged to it once.
+        self.meter = Meter(charged_keys=set(study.user_attrs.get(_CHARGED_ATTR, [])))
+        self.pending = Compute()  # spent outside a trial (initial_params), for the next one
+        self.spent: Meter | None = None  # the running trial's meter
+
+    def enqueue_initial(self) -> None:
+        """Queue the strategy's :meth:`~mtlsearch.strategy.base.Strategy.initial_params` once."""
+        if self.study.user_attrs.get(_INITIAL_ATTR):
+            return
+        with meter(into=self.meter), meter() as spent:
+            spent.charged_keys = self.meter.charged_keys
+            initial = self.setup.strategy.initial_params(self.setup.ctx)
+        self.pending.add(spent)
+        for params in initial:
+            self.study.enqueue_trial(_jsonable(dict(params)), skip_if_exists=True)
+        self.study.set_user_attr(_INITIAL_ATTR, len(initial))
+
+    def count(self) -> tuple[int, int]:
+        """Finished and running trials; running ones of dead local workers are failed and
+        queued again. A failed trial that was queued again does not use up the budget."""
+        done = running = 0
+        trials = self.study.get_trials(deepcopy=False)
+        retried = retried_numbers(trials)
+        for t in trials:
+            if t.state.is_finished():
+                done += t.number not in retried
+            elif t.state == TrialState.RUNNING:
+                worker = t.user_attrs.get("worker") or {}
+                if (worker.get("host") == self.worker["host"] and worker.get("pid")
+                        and worker["pid"] != self.worker["pid"]
+                        and not _pid_alive(int(worker["pid"]))):
+                    self.study._storage.set_trial_user_attr(
+                        t._trial_id, "fail_reason", f"abandoned: worker {worker['pid']} ended")
+                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    if not retry_trial(self.study, t):
+                        done += 1
+                else:
+                    running += 1
+        return done, running
+
+    def run(self, trial: optuna.Trial) -> None:
+        with _heartbeat(self.study, trial):
+            self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> None:
+        setup, hook = self.setup, get_plugin_manager().hook
+        name = setup.settings["strategy"]
+        start = time.perf_counter()
+        try:
+            # Trial n's randomness depends on (seed, n) only: same seed -> same study on CPU.
+            # A retried trial reuses its original's seed: it redoes exactly the lost work.
+            system = self.study._storage.get_trial_system_attrs(trial._trial_id)
+            original = system.get("failed_trial", trial.number)
+            seed_everything(_derive(setup.ctx.seed, "trial", original))
+            with meter(into=self.meter), meter(Meter(charged_keys=self.meter.charged_keys)) as spent:
+                self.spent = spent
+                spent.add(self.pending)
+                self.pending = Compute()
+                proposal = setup.strategy.propose(trial, setup.ctx)
+                epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
+                trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
+                self.display.trial_started(trial.number, epochs)
+                hook.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
+                proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end)
+                result = evaluate_proposal(proposal, setup.ctx, strategy=setup.strategy, trial=proxy)
+            values = [float(getattr(result, o)) for o in self.objectives]
+            self._record(trial, result)
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("pruned_reason", str(exc))
+            self._finish(trial, TrialState.PRUNED, start, {"pruned": str(exc)})
+        except (KeyboardInterrupt, SystemExit):
+            trial.set_user_attr("fail_reason", "interrupted")
+            self._finish(trial, TrialState.FAIL, start, {"fail_reason": "interrupted"})
+            raise
+        except Exception as exc:  # a plugin's bug, a NaN loss, out of memory: record, go on
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
+            log.warning("trial %d failed: %s", trial.number, reason)
+            _free_memory()
+            self._finish(trial, TrialState.FAIL, start, {"fail_reason": reason})
+            if isinstance(exc, DistributedAbort):
+                raise  # torchrun: the other ranks cannot follow any more
+        else:
+            self._finish(trial, TrialState.COMPLETE, start, result.to_dict(), values)
+            del result
+            _free_memory()
+
+    def _record(self, trial: optuna.Trial, result: TrialResult) -> None:
+        data = result.to_dict()
+        for key in ("graph", "metrics", "params", "macs", "train_seconds", "delta_mtl",
+                    "delta_mtl_test", "per_task_delta", "epochs_run", "info"):
+            trial.set_user_attr(key, _jsonable(data[key]))
+        trial.set_user_attr("strategy", self.setup.settings["strategy"])
+        if self.out is not None and result.model is not None:
+            path = weights_path(self.out, trial.number)
+            _save_weights(result.model, path, self.study.study_name, trial.number,
+                          data["graph"])
+            trial.set_user_attr("weights_file", str(path.resolve()))
+
+    def _finish(self, trial: optuna.Trial, state: TrialState, start: float,
+                result: dict[str, Any], values: list[float] | None = None) -> None:
+        seconds = time.perf_counter() - start
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("trial_seconds", seconds)
+            spent = self.spent
+            if spent is not None:  # every state: a failed or pruned trial spent compute too
+                trial.set_user_attr("compute", spent.snapshot().to_dict())
+                charged = sorted(self.meter.charged_keys)
+                if charged != self.study.user_attrs.get(_CHARGED_ATTR, []):
+                    self.study.set_user_attr(_CHARGED_ATTR, charged)
+            self.spent = None
+        self.study.tell(trial, values, state=state)
+        try:
+            get_plugin_manager().hook.on_trial_end(
+                trial=trial, strategy=self.setup.settings["strategy"],
+                result={"state": state.name, "values": values, **result})
+        except Exception as exc:  # an observer must not break the study
+            log.warning("an on_trial_end hook failed: %s: %s", type(exc).__name__, exc)
+        self.display.trial_finished(
+            trial.number, state.name, delta=result.get("delta_mtl"),
+            delta_test=result.get("delta_mtl_test"), params=result.get("params"),
+            seconds=seconds, reason=result.get("fail_reason") or result.get("pruned"))
+
+
+# --------------------------------------------------------------------------- views
+
+
+# --------------------------------------------------------------------------- rebuild, export
+
+

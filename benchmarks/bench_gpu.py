@@ -274,7 +274,7 @@ def bench_routing(
 def bench_search(n: int, epochs: int, trials: int, strategies: Sequence[str]) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
 
-    from mtlsearch.study.runner import search
+    from mtlsearch.study import search
 
     data, groups = _image_data(n, 64, 40)
     planted = {t: k for k, g in enumerate(groups) for t in g}

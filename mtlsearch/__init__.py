@@ -8,12 +8,15 @@ from mtlsearch.engine.scoring import delta_mtl, evaluate
 from mtlsearch.engine.train import TrainConfig, Trainer, select_device
 from mtlsearch.errors import (
     DatasetError,
+    DistributedAbort,
     ExportError,
     GraphError,
     MTLSearchError,
     SpaceError,
     TaskError,
+    TrainingError,
     UnknownNameError,
+    UnsafeInputError,
 )
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.graph.space import Block, SearchSpace, from_modules
@@ -86,6 +89,7 @@ __all__ = [
     "summarize",
     "DatasetError",
     "DatasetSplits",
+    "DistributedAbort",
     "ExportError",
     "GraphError",
     "MTLSearchError",
@@ -95,7 +99,9 @@ __all__ = [
     "TaskError",
     "TaskKind",
     "TaskSpec",
+    "TrainingError",
     "UnknownNameError",
+    "UnsafeInputError",
     "create_space",
     "create_strategy",
     "from_arrays",

@@ -306,7 +306,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_search(args: argparse.Namespace) -> int:
-    from mtlsearch.study.runner import search
+    from mtlsearch.study import search
 
     storage = _default_storage(args)
     result = search(
@@ -319,7 +319,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
-    print(result.summary())
+    print(result.describe())
     if storage is not None:
         name = result.study.study_name
         print(f"\nnext: mtlsearch show --storage {storage} --study {name}\n"
@@ -429,7 +429,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mtlsearch.study.runner import open_study, summary, trials_table
+    from mtlsearch.study import describe, open_study, trials_table
 
     study = open_study(_default_storage(args), args.study)
     if args.trial is not None:
@@ -452,12 +452,12 @@ def cmd_show(args: argparse.Namespace) -> int:
                       "*" if r["pareto"] else "", detail)
     console = _console()
     console.print(table)
-    console.print(summary(study), highlight=False, markup=False)
+    console.print(describe(study), highlight=False, markup=False)
     return 0
 
 
 def _show_trial(args: argparse.Namespace, study: Any) -> int:
-    from mtlsearch.study.runner import rebuild_trial
+    from mtlsearch.study import rebuild_trial
 
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
     if trial is None:
@@ -498,7 +498,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mtlsearch.study.runner import best_trial, export_trial, open_study, pareto_front
+    from mtlsearch.study import best_trial, export_trial, open_study, pareto_front
 
     study = open_study(_default_storage(args), args.study)
     if args.best:

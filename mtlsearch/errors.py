@@ -12,6 +12,9 @@ __all__ = [
     "TaskError",
     "UnknownNameError",
     "ExportError",
+    "UnsafeInputError",
+    "TrainingError",
+    "DistributedAbort",
 ]
 
 
@@ -37,6 +40,22 @@ class TaskError(MTLSearchError, ValueError):
 
 class ExportError(MTLSearchError, ValueError):
     """An exported folder that is corrupt, truncated or of an unknown schema."""
+
+
+class UnsafeInputError(MTLSearchError):
+    """A file is too large, too deeply nested or not what it claims to be."""
+
+
+class TrainingError(MTLSearchError, RuntimeError):
+    """Training cannot go on (a non-finite loss, for instance)."""
+
+
+class DistributedAbort(MTLSearchError):
+    """Rank 0 failed while the ranks trained together: the others cannot follow any more.
+
+    The trial is recorded as failed and the search stops (``torchrun`` then ends the other
+    ranks); running the same command again resumes the study.
+    """
 
 
 class UnknownNameError(MTLSearchError, KeyError):

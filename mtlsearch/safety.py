@@ -15,17 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlsearch.errors import MTLSearchError
+from mtlsearch.errors import UnsafeInputError
 
-__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "UnsafeInputError", "load_json_text", "read_json",
+__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "load_json_text", "read_json",
            "check_depth", "read_graphml"]
 
 MAX_JSON_BYTES = 50 * 1024 * 1024  # an architecture is kilobytes; a huge file is refused
 MAX_DEPTH = 64  # a graph record nests about 5 levels deep
-
-
-class UnsafeInputError(MTLSearchError):
-    """A file is too large, too deeply nested or not what it claims to be."""
 
 
 def check_depth(value: Any, *, what: str, max_depth: int = MAX_DEPTH) -> None:

@@ -13,8 +13,8 @@ from mtlsearch.errors import MTLSearchError
 from mtlsearch.registry import create_space
 from mtlsearch.strategy.base import Proposal, Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
+from mtlsearch.study import spent_compute
 from mtlsearch.study.comparison import compute_unit, parse_compute
-from mtlsearch.study.runner import spent_compute
 from mtlsearch.testing import tiny_context, tiny_dataset
 
 # The tiny mlp (input 6, widths 8, 8) by hand: Linear 6x8 = 48 and 8x8 = 64 MACs; heads

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mtlsearch.engine.train import TrainConfig
-from mtlsearch.study.runner import search
+from mtlsearch.study import search
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 

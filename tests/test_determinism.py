@@ -6,7 +6,7 @@ import pytest
 
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.registry import list_strategies
-from mtlsearch.study.runner import search
+from mtlsearch.study import search
 
 
 def _run(strategy: str) -> list[tuple]:

@@ -24,7 +24,6 @@ from torch import nn
 
 from mtlsearch.engine.distributed import (
     TorchrunEnv,
-    _check_same_search,
     decode_json,
     encode_json,
     shard_bounds,
@@ -32,9 +31,10 @@ from mtlsearch.engine.distributed import (
     torchrun_env,
     unsync_batchnorm,
 )
+from mtlsearch.engine.distributed.session import check_same_search
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.study.runner import search
+from mtlsearch.study import search
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or sys.platform == "win32",
@@ -107,7 +107,7 @@ from mtlsearch.engine.distributed import DDPTraining, broadcast_json, torchrun_s
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.engine.model import materialize
 from mtlsearch.registry import create_space, load_dataset
-from mtlsearch.study.runner import search
+from mtlsearch.study import search
 from mtlsearch.engine.train import Trainer, TrainConfig
 
 out = Path(sys.argv[1])
@@ -374,10 +374,10 @@ def test_torchrun_environment():
 
 def test_ranks_started_with_other_settings_are_named():
     lead = {"strategy": "random_tree", "budget": {"lr": 0.01}, "seed": 0, "version": "1"}
-    _check_same_search(lead, dict(lead, version="2"), 1)  # another version is no mismatch
+    check_same_search(lead, dict(lead, version="2"), 1)  # another version is no mismatch
     with pytest.raises(MTLSearchError, match=r"rank 1 .*budget: \{'lr': 0.01\} \(rank 0\) vs "
                                              r"\{'lr': 0.1\} \(rank 1\)"):
-        _check_same_search(lead, dict(lead, budget={"lr": 0.1}), 1)
+        check_same_search(lead, dict(lead, budget={"lr": 0.1}), 1)
 
 
 def test_synchronised_batch_norm_on_one_rank_is_batch_norm(tmp_path):

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.plugin_manager import register_plugin, unregister_plugin
-from mtlsearch.study.runner import search
+from mtlsearch.study import search
 from mtlsearch.study.storage import open_study
 
 TINY_ARGS = ["--dataset", "synthetic", "--dataset-arg", "n_tasks=3", "--dataset-arg",

@@ -569,7 +569,7 @@ def test_initial_params_put_the_widest_inner_interval_first():
 
 
 def test_a_study_tries_the_queued_trees_first_and_records_their_intervals():
-    from mtlsearch.study.runner import search
+    from mtlsearch.study import search
     from mtlsearch.testing import tiny_dataset
 
     ctx = tiny_context()

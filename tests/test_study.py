@@ -19,7 +19,7 @@ from mtlsearch.errors import MTLSearchError
 from mtlsearch.hookspecs import hookimpl
 from mtlsearch.plugin_manager import register_plugin, unregister_plugin
 from mtlsearch.strategy.base import Proposal, Strategy
-from mtlsearch.study.runner import export_trial, open_study, rebuild_trial, search, weights_path
+from mtlsearch.study import export_trial, open_study, rebuild_trial, search, weights_path
 
 TINY = {
     "dataset": "synthetic",
@@ -97,7 +97,9 @@ def test_search_records_pareto_front_and_attributes(tmp_path):
     assert front and all(row["pareto"] for row in front)
     assert [t.number for t in result.best_trials] == [row["number"] for row in front]
     assert front[0]["delta_mtl"] == max(r["delta_mtl"] for r in result.trials_table())
-    assert "Pareto front" in result.summary()
+    assert "Pareto front" in result.describe()
+    with pytest.warns(DeprecationWarning, match="describe"):  # the old name, for one release
+        assert result.summary() == result.describe()
 
     # The study opened with plain Optuna shows everything that was recorded.
     study = optuna.load_study(study_name="s", storage=storage)
@@ -133,7 +135,7 @@ def test_failing_plugin_is_recorded_and_the_study_goes_on(plugin):
     ends = {n: r for kind, n, r in plugin if kind == "end"}
     assert ends[1]["fail_reason"] == "RuntimeError: boom" and ends[0]["state"] == "COMPLETE"
     assert [n for kind, n, _ in plugin if kind == "start"] == [0, 2]  # 1 failed in propose
-    assert "failed: RuntimeError: boom" in result.summary()
+    assert "failed: RuntimeError: boom" in result.describe()
 
 
 def test_nan_loss_is_a_failed_trial(plugin):
@@ -183,7 +185,7 @@ def test_bad_settings_are_clear_errors():
 
 WORKER = textwrap.dedent("""
     import os, pathlib, sys, time
-    from mtlsearch.study.runner import search
+    from mtlsearch.study import search
     from mtlsearch.engine.train import TrainConfig
     # A barrier: start searching only when both workers are up, so they really overlap.
     folder = pathlib.Path(sys.argv[2])

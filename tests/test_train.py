@@ -15,7 +15,8 @@ from mtlsearch import (
     from_arrays,
     materialize,
 )
-from mtlsearch.engine.train import TrainingError, build_and_train
+from mtlsearch.engine.train import build_and_train
+from mtlsearch.errors import TrainingError
 
 
 @pytest.fixture(scope="module")

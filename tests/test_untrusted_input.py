@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize
-from mtlsearch.errors import MTLSearchError
+from mtlsearch.errors import MTLSearchError, UnsafeInputError
 from mtlsearch.export.write import ARCHITECTURE_FILE, export_model, load
-from mtlsearch.safety import UnsafeInputError, load_json_text, read_graphml
+from mtlsearch.safety import load_json_text, read_graphml
 
 TASKS = ["a", "b", "c"]
 FAST = settings(max_examples=60, deadline=None, derandomize=True,

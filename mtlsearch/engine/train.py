@@ -33,7 +33,7 @@ from mtlsearch.engine.acceleration import device_dataset, prepare_model, resolve
 from mtlsearch.engine.compute import charge, charge_forward
 from mtlsearch.engine.model import MultiTaskModel, materialize
 from mtlsearch.engine.scoring import evaluate
-from mtlsearch.errors import MTLSearchError
+from mtlsearch.errors import MTLSearchError, TrainingError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.tasks.kinds import TaskSpec, get_task_kind
 
@@ -43,8 +43,7 @@ __all__ = [
     "EpochState",
     "StepState",
     "Trainer",
-    "TrainingError",
-    "select_device",
+        "select_device",
     "seed_everything",
     "task_losses",
     "frozen_gc",
@@ -55,10 +54,6 @@ log = logging.getLogger(__name__)
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULERS = ("none", "cosine", "step")
 _SAMPLING = ("all", "one")
-
-
-class TrainingError(MTLSearchError, RuntimeError):
-    """Training cannot go on (a non-finite loss, for instance)."""
 
 
 @dataclass(frozen=True)

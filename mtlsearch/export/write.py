@@ -419,7 +419,8 @@ def read_architecture(folder: str | Path) -> dict[str, Any]:
             f"{path} is {size / 2**20:.0f} MB, above the {MAX_JSON_BYTES // 2**20} MB limit of an "
             "architecture file; it is not an mtlsearch export"
         )
-    from mtlsearch.safety import UnsafeInputError, load_json_text
+    from mtlsearch.errors import UnsafeInputError
+    from mtlsearch.safety import load_json_text
 
     try:  # size-checked above; depth-checked so that nothing below can recurse forever
         record = load_json_text(path.read_bytes(), what=str(path), max_bytes=MAX_JSON_BYTES)

@@ -551,7 +551,8 @@ class SharingGraph:
                 raise GraphError(f"{path} is above the {MAX_GRAPH_BYTES:,}-byte limit of a "
                                  "graph file")
             text = path.read_bytes()
-        from mtlsearch.safety import UnsafeInputError, load_json_text
+        from mtlsearch.errors import UnsafeInputError
+        from mtlsearch.safety import load_json_text
 
         try:  # size and nesting limits: a hostile file cannot exhaust memory or the stack
             data = load_json_text(text, what="the graph", max_bytes=MAX_GRAPH_BYTES)

@@ -36,7 +36,7 @@ from mtlsearch.stats import PairedDifference, paired_difference
 from mtlsearch.stats import mean_std as _mean_std
 from mtlsearch.strategy.context import ResultCache
 from mtlsearch.study.runner import search
-from mtlsearch.study.trials import _complete, best_trial
+from mtlsearch.study.trials import best_trial, complete_trials
 
 __all__ = [
     "Leaderboard",
@@ -376,7 +376,7 @@ def _one_search(job: Mapping[str, Any], progress: bool = False,
                "label": name, "seed": seed, "trial": t.number,
                "delta_mtl_test": t.user_attrs.get("delta_mtl_test"),
                "compute_macs": _trial_macs(t)}
-              for t in _complete(result.study)]
+              for t in complete_trials(result.study)]
     return _run_record(result.study, name, seed), points
 
 

@@ -11,7 +11,7 @@ Example:
     >>> result = search(dataset="synthetic", space="mlp", trials=2, progress=False,
     ...                 dataset_kwargs={"n_tasks": 3, "n_samples": 300},
     ...                 budget=TrainConfig(epochs=1))  # doctest: +SKIP
-    >>> print(result.summary())  # doctest: +SKIP
+    >>> print(result.describe())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,44 +48,24 @@ from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
 from mtlsearch.study.storage import (
     budget_lock,
     open_storage,
-    open_study,
     retried_numbers,
     retry_trial,
-    study_names,
 )
 from mtlsearch.study.trials import (
     OBJECTIVES,
     STUDY_ATTR,
-    TrialInfo,
-    _best_value,
-    _derive,
-    _front,
-    _save_weights,
     best_trial,
-    export_trial,
+    best_value,
+    derive_seed,
+    describe,
+    front_trials,
     pareto_front,
-    rebuild_trial,
-    summary,
+    save_weights,
     trials_table,
     weights_path,
 )
 
-__all__ = [
-    "OBJECTIVES",
-    "PRUNERS",
-    "SearchResult",
-    "TrialInfo",
-    "search",
-    "open_storage",
-    "open_study",
-    "study_names",
-    "trials_table",
-    "pareto_front",
-    "best_trial",
-    "rebuild_trial",
-    "export_trial",
-    "weights_path",
-]
+__all__ = ["PRUNERS", "SearchResult", "make_pruner", "search", "spent_compute"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +105,7 @@ class _TrialSeededSampler(optuna.samplers.BaseSampler):
         self._inner = self._make(0)
 
     def _make(self, number: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=_derive(self._seed, "sampler", number))
+        return optuna.samplers.TPESampler(seed=derive_seed(self._seed, "sampler", number))
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._inner = self._make(trial.number)
@@ -325,7 +305,7 @@ class SearchResult:
     @property
     def best_trials(self) -> list[FrozenTrial]:
         """The Pareto front (multi-objective) or the best trial, best Δ_MTL first."""
-        return _front(self.study)
+        return front_trials(self.study)
 
     def best(self) -> FrozenTrial:
         """The complete trial with the highest validation Δ_MTL."""
@@ -339,9 +319,15 @@ class SearchResult:
         """One row per trial: number, state, Δ_MTL (val, test), params, MACs, reason..."""
         return trials_table(self.study)
 
-    def summary(self) -> str:
+    def describe(self) -> str:
         """A few lines of text: counts per state, the Pareto front and the best trial."""
-        return summary(self.study)
+        return describe(self.study)
+
+    def summary(self) -> str:
+        """Deprecated name of :meth:`describe` (kept for one release; see CHANGELOG.md)."""
+        warnings.warn("SearchResult.summary() is now SearchResult.describe()",
+                      DeprecationWarning, stacklevel=2)
+        return describe(self.study)
 
 
 def search(
@@ -451,7 +437,7 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
     runner = _Runner(study, setup, objectives, storage, Path(out) if out else None)
     finished = runner.count()[0]
     title = "search" if study.study_name.startswith("no-name-") else study.study_name
-    with SearchProgress(trials, done=finished, enabled=progress, best=_best_value(study),
+    with SearchProgress(trials, done=finished, enabled=progress, best=best_value(study),
                         title=title) as display:
         runner.display = display
         if finished >= trials:
@@ -542,7 +528,7 @@ class _Runner:
             # A retried trial reuses its original's seed: it redoes exactly the lost work.
             system = self.study._storage.get_trial_system_attrs(trial._trial_id)
             original = system.get("failed_trial", trial.number)
-            seed_everything(_derive(setup.ctx.seed, "trial", original))
+            seed_everything(derive_seed(setup.ctx.seed, "trial", original))
             with meter(into=self.meter), meter(Meter(charged_keys=self.meter.charged_keys)) as spent:
                 self.spent = spent
                 spent.add(self.pending)
@@ -585,7 +571,7 @@ class _Runner:
         trial.set_user_attr("strategy", self.setup.settings["strategy"])
         if self.out is not None and result.model is not None:
             path = weights_path(self.out, trial.number)
-            _save_weights(result.model, path, self.study.study_name, trial.number,
+            save_weights(result.model, path, self.study.study_name, trial.number,
                           data["graph"])
             trial.set_user_attr("weights_file", str(path.resolve()))
 

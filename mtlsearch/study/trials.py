@@ -27,7 +27,6 @@ from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.registry import create_space, create_strategy, load_dataset
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import evaluate_proposal
-from mtlsearch.study.storage import open_study  # noqa: F401  (re-exported for callers of this module)
 
 __all__ = [
     "OBJECTIVES",
@@ -36,7 +35,7 @@ __all__ = [
     "export_trial",
     "pareto_front",
     "rebuild_trial",
-    "summary",
+    "describe",
     "trial_model",
     "trials_table",
     "weights_path",
@@ -58,7 +57,7 @@ def _graph_digest(graph: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _save_weights(model: Any, path: Path, study_name: str, number: int, graph: dict) -> None:
+def save_weights(model: Any, path: Path, study_name: str, number: int, graph: dict) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,12 +68,12 @@ def _save_weights(model: Any, path: Path, study_name: str, number: int, graph: d
     tmp.replace(path)  # atomic: an interrupted save never leaves half a file
 
 
-def _derive(seed: int, *parts: Any) -> int:
+def derive_seed(seed: int, *parts: Any) -> int:
     text = ":".join(str(p) for p in (seed, *parts))
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2**31
 
 
-def _complete(study: optuna.Study) -> list[FrozenTrial]:
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "delta_mtl" in t.user_attrs]
 
@@ -83,22 +82,22 @@ def _rank(t: FrozenTrial) -> tuple[float, float]:
     return (-float(t.user_attrs["delta_mtl"]), float(t.user_attrs.get("params", 0)))
 
 
-def _front(study: optuna.Study) -> list[FrozenTrial]:
-    if not _complete(study):
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    if not complete_trials(study):
         return []
     if len(study.directions) == 1:
         return [best_trial(study)]
     return sorted(study.best_trials, key=_rank)
 
 
-def _best_value(study: optuna.Study) -> float | None:
-    trials = _complete(study)
+def best_value(study: optuna.Study) -> float | None:
+    trials = complete_trials(study)
     return max(float(t.user_attrs["delta_mtl"]) for t in trials) if trials else None
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
     """The complete trial with the highest validation Δ_MTL (fewer parameters on ties)."""
-    trials = _complete(study)
+    trials = complete_trials(study)
     if not trials:
         raise MTLSearchError(f"study {study.study_name!r} has no complete trial yet")
     return min(trials, key=_rank)
@@ -122,18 +121,18 @@ def _row(t: FrozenTrial, front: set[int]) -> dict[str, Any]:
 
 def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial (see :meth:`SearchResult.trials_table`)."""
-    front = {t.number for t in _front(study)}
+    front = {t.number for t in front_trials(study)}
     return [_row(t, front) for t in study.get_trials(deepcopy=False)]
 
 
 def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
     """Rows of the Pareto-front trials (or the best one), best validation Δ_MTL first."""
-    front = _front(study)
+    front = front_trials(study)
     numbers = {t.number for t in front}
     return [_row(t, numbers) for t in front]
 
 
-def summary(study: optuna.Study) -> str:
+def describe(study: optuna.Study) -> str:
     """Counts per state, objectives, the Pareto front and the best trial as text."""
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
@@ -264,7 +263,7 @@ def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | Non
             return model.eval()
     log.info("no kept weights for trial %d: retraining it", info.number)
     strategy = create_strategy(info.settings["strategy"], **info.settings["strategy_kwargs"])
-    seed_everything(_derive(ctx.seed, "trial", info.number))
+    seed_everything(derive_seed(ctx.seed, "trial", info.number))
     fixed = optuna.trial.FixedTrial(info.params, number=info.number)
     proposal = strategy.propose(fixed, ctx)
     result = evaluate_proposal(proposal, ctx, strategy=strategy, trial=None)

@@ -58,7 +58,7 @@ def recovery(
 
     from mtlsearch import TrainConfig, load_dataset
     from mtlsearch.graph.grouping import grouping_ari
-    from mtlsearch.study.runner import search
+    from mtlsearch.study import search
 
     from .strategy import AffinityTree
 

@@ -47,7 +47,7 @@ from mtlsearch.plugins.affinity_tree import (
 )
 from mtlsearch.plugins.affinity_tree.tree import _singletons, candidate_groupings
 from mtlsearch.plugins.random_tree import random_partition
-from mtlsearch.viz.architecture import draw_architecture
+from mtlsearch.viz import draw_architecture
 
 ESTIMATORS = ("full", "subset", "rsa")
 ALPHAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

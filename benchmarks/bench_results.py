@@ -61,7 +61,7 @@ from mtlsearch.graph.grouping import (
     task_partition,
 )
 from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS, compare
-from mtlsearch.viz.architecture import save_figure
+from mtlsearch.viz import save_figure
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -236,7 +236,7 @@ def run_scale(args: argparse.Namespace) -> None:
 
 
 def run_images(args: argparse.Namespace) -> None:
-    from mtlsearch.viz.architecture import draw_architecture
+    from mtlsearch.viz import draw_architecture
 
     data = load_dataset("multi_digits", n_train=300, n_val=100, n_test=100)
     space = create_space("small_cnn", input_shape=data.input_shape)

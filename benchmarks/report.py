@@ -276,7 +276,7 @@ def _figure(width: float = 7.0, height: float = 3.2, cols: int = 1) -> tuple[Any
 
 
 def _save(fig: Any, images: Path, name: str) -> str:
-    from mtlsearch.viz.architecture import save_figure
+    from mtlsearch.viz import save_figure
 
     stem = Path(images) / f"{IMAGE_PREFIX}{name}"
     save_figure(fig, stem)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mtlsearch._version import __version__
 from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
 from mtlsearch.engine.model import MultiTaskModel, materialize
 from mtlsearch.engine.scoring import delta_mtl, evaluate
@@ -36,15 +37,13 @@ from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal, run_strategy
 from mtlsearch.tasks.kinds import TaskKind, TaskSpec, list_task_kinds
 
-__version__ = "0.1.0"
-
 # Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
 # so `import mtlsearch` stays light (and works where only the engine is needed).
 _LAZY = {
     "compare": "study.comparison",
     "export_model": "export.write",
-    "load": "export.write",
-    "predict": "export.write",
+    "load": "export.read",
+    "predict": "engine.predict",
     "SearchResult": "study.runner",
     "search": "study.runner",
     "open_study": "study.storage",
@@ -61,6 +60,7 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
+    "__version__",
     "Block",
     "GraphSummary",
     "MultiTaskModel",

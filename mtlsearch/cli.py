@@ -30,7 +30,7 @@ DEFAULT_SEARCH_EPOCHS = 3
 
 
 def _version() -> str:
-    from mtlsearch import __version__
+    from mtlsearch._version import __version__
 
     return __version__
 
@@ -519,7 +519,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mtlsearch.export import write as export
+    from mtlsearch import export
 
     path = export.predict_npz(args.folder, args.input, args.output, input_key=args.input_key,
                               device=args.device, picture=args.picture,

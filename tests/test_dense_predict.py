@@ -9,7 +9,7 @@ import torch
 from mtlsearch.cli import main
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import ExportError
-from mtlsearch.export.write import export_model, load, predict, predict_npz
+from mtlsearch.export import export_model, load, predict, predict_npz
 from mtlsearch.registry import create_space, load_dataset
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.viz.dense import SEGMENT_PALETTE, dense_task_image, draw_dense_predictions

@@ -9,7 +9,7 @@ import pytest
 
 from mtlsearch.engine.scoring import evaluate
 from mtlsearch.engine.train import TrainConfig
-from mtlsearch.export.write import export_model, load, predict, predict_npz
+from mtlsearch.export import export_model, load, predict, predict_npz
 from mtlsearch.registry import create_space, create_strategy, list_strategies, load_dataset
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.strategy.pipeline import run_strategy

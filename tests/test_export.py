@@ -15,7 +15,7 @@ from torch import nn
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, from_modules, materialize
 from mtlsearch.errors import ExportError, SpaceError
-from mtlsearch.export.write import (
+from mtlsearch.export import (
     EXPORT_FORMAT,
     export_model,
     load,
@@ -327,7 +327,7 @@ def test_truncated_json_is_refused(exported):
 
 
 def test_oversized_json_is_refused(exported, monkeypatch):
-    import mtlsearch.export.write as export
+    import mtlsearch.export.read as export
 
     monkeypatch.setattr(export, "MAX_JSON_BYTES", 100)
     with pytest.raises(ExportError, match="limit"):
@@ -361,9 +361,9 @@ def test_truncated_weights_are_refused(exported):
     with pytest.raises(ExportError, match="sha256"):
         load(exported)
     # Even with a matching checksum (a re-hashed truncated file) the reader refuses it.
-    import mtlsearch.export.write as export
+    from mtlsearch.export.format import sha256_file
 
-    digest = export._sha256(path)
+    digest = sha256_file(path)
     _edit_json(exported, lambda r: r["weights"].update(sha256=digest))
     with pytest.raises(ExportError, match="not a readable safetensors file"):
         load(exported)

@@ -17,7 +17,7 @@ from mtlsearch.engine.model import GroupedBatchNorm, materialize
 from mtlsearch.engine.scoring import evaluate
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import GraphError, MTLSearchError
-from mtlsearch.export.write import export_model, load
+from mtlsearch.export import export_model, load
 from mtlsearch.plugins.task_routing import (
     INITIAL_SIGMAS,
     BatchedRouting,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize
 from mtlsearch.errors import MTLSearchError, UnsafeInputError
-from mtlsearch.export.write import ARCHITECTURE_FILE, export_model, load
+from mtlsearch.export import ARCHITECTURE_FILE, export_model, load
 from mtlsearch.safety import load_json_text, read_graphml
 
 TASKS = ["a", "b", "c"]
@@ -143,7 +143,7 @@ def test_truncated_or_garbled_files_fail_cleanly(exported, tmp_path, cut, garbag
 def test_mismatched_weights_are_refused(exported, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from mtlsearch.export.write import _sha256
+    from mtlsearch.export.format import sha256_file as _sha256
 
     folder = _copy(exported, tmp_path / "w")
     record = json.loads((folder / ARCHITECTURE_FILE).read_text())
@@ -159,7 +159,7 @@ def test_mismatched_weights_are_refused(exported, tmp_path):
 
 
 def test_huge_architecture_file_is_refused_before_parsing(exported, tmp_path, monkeypatch):
-    import mtlsearch.export.write as export
+    import mtlsearch.export.read as export
 
     folder = _copy(exported, tmp_path / "h")
     monkeypatch.setattr(export, "MAX_JSON_BYTES", 1000)
@@ -182,7 +182,7 @@ def test_pickle_is_never_loaded(exported, tmp_path):
     record = json.loads((folder / ARCHITECTURE_FILE).read_text())
     weights = folder / record["weights"]["file"]
     weights.write_bytes(pickle.dumps(Payload()))
-    from mtlsearch.export.write import _sha256
+    from mtlsearch.export.format import sha256_file as _sha256
 
     record["weights"]["sha256"] = _sha256(weights)
     (folder / ARCHITECTURE_FILE).write_text(json.dumps(record))

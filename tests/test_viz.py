@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, materialize
-from mtlsearch.viz.architecture import (
+from mtlsearch.viz import (
     draw_architecture,
     draw_masks,
     draw_skip_grid,

@@ -239,7 +239,7 @@ def _setup(
     recorded_budget = budget.to_dict()
     recorded_budget.pop("device", None)  # the same study may run on a GPU and a laptop
     spec = space_obj.spec()
-    from mtlsearch import __version__
+    from mtlsearch._version import __version__
 
     settings = _jsonable({
         "strategy": strategy_obj.name or type(strategy_obj).__name__,

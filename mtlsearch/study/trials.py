@@ -273,7 +273,7 @@ def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | Non
 def export_trial(study: optuna.Study, number: int | str, folder: str | Path, *,
                  out: str | Path | None = None, onnx: bool = False,
                  dataset: DatasetSplits | None = None) -> Path:
-    """Export trial ``number`` (or ``"best"``) with :func:`mtlsearch.export.write.export_model`.
+    """Export trial ``number`` (or ``"best"``) with :func:`mtlsearch.export.export_model`.
 
     Kept weights (``out/weights`` or the recorded file) are used when present; otherwise the
     trial is retrained from the recorded settings (same seed: same weights on the CPU).
@@ -281,7 +281,7 @@ def export_trial(study: optuna.Study, number: int | str, folder: str | Path, *,
     Example:
         >>> export_trial(result.study, "best", "best-model")  # doctest: +SKIP
     """
-    from mtlsearch.export import write as export
+    from mtlsearch import export
 
     number = _resolve_number(study, number)
     model = trial_model(study, number, out=out, dataset=dataset)

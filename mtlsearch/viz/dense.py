@@ -7,7 +7,7 @@ depth with the ``viridis`` colour map on one scale per row (the truth's range, s
 prediction compare), normals as RGB = (n + 1) / 2, edges in grey (1 black, 0 light grey).
 Ignored labels, missing depth and missing normals or edges are white. Tasks of other kinds
 (vectors) are left out. Figures are built without :mod:`matplotlib.pyplot` and saved as
-``<stem>.png`` and ``<stem>.svg`` by :func:`mtlsearch.viz.architecture.save_figure`.
+``<stem>.png`` and ``<stem>.svg`` by :func:`mtlsearch.viz.figures.save_figure`.
 
 Example:
     >>> from mtlsearch import load_dataset
@@ -27,7 +27,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from mtlsearch.tasks.kinds import TaskSpec
-from mtlsearch.viz.architecture import save_figure
+from mtlsearch.viz.figures import save_figure
 
 __all__ = [
     "DENSE_KINDS",
@@ -121,7 +121,7 @@ def draw_dense_maps(
 
     Args:
         inputs: ``(n, C, H, W)`` inputs.
-        predictions: ``{task: array}`` with ``n`` rows, as :func:`mtlsearch.export.write.predict`
+        predictions: ``{task: array}`` with ``n`` rows, as :func:`mtlsearch.engine.predict.predict`
             returns them (class ids, depth, unit normals, edge values).
         tasks: The task specs; tasks of non-dense kinds are left out.
         truth: ``{task: array}`` in the kinds' canonical form (the targets of a
@@ -209,7 +209,7 @@ def draw_dense_predictions(
     Example:
         >>> draw_dense_predictions(result.model, data.test, [0, 1, 2], "out/preds")  # doctest: +SKIP
     """
-    from mtlsearch.export.write import predict
+    from mtlsearch.engine.predict import predict
 
     rows = [int(i) for i in indices]
     if not rows:

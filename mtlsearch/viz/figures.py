@@ -1,0 +1,43 @@
+"""What every picture shares: saving as PNG and SVG, and a palette that stays distinguishable.
+
+Figures are built without :mod:`matplotlib.pyplot`, so nothing touches a display or the
+global figure list.
+
+Example:
+    >>> len(palette(3))
+    3
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+__all__ = ["palette", "save_figure"]
+
+
+def save_figure(fig: Figure, path: str | Path | None) -> None:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` when ``path`` is given (the convention
+    of every picture mtlsearch and its plugins draw)."""
+    if path is None:
+        return
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg", ".pdf") else path
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(stem.with_name(stem.name + ".png"), dpi=150, bbox_inches="tight")
+    fig.savefig(stem.with_name(stem.name + ".svg"), bbox_inches="tight")
+
+
+def palette(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` distinguishable colours; neighbours differ even when ``n`` is large."""
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    cmap = colormaps["turbo"]
+    stride = next(s for s in (7, 11, 13, 17, 19, 23, 1) if math.gcd(s, n) == 1)
+    # Spread consecutive groups across the colour map, avoiding turbo's darkest ends.
+    return [cmap(0.08 + 0.84 * ((i * stride) % n) / max(n - 1, 1)) for i in range(n)]

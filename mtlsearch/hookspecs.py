@@ -1,40 +1,177 @@
-"""Every hook a mtlsearch plugin can implement, in one module.
+"""Every hook a mtlsearch plugin can implement, in one module, with the types of its arguments.
 
-Contribution hooks receive a ``register`` callback so one plugin can contribute several
-things; observer hooks let loggers and dashboards follow a search without touching the core.
+Contribution hooks (``register_*``) receive a ``register`` callback so one plugin can
+contribute several things; each callback has its own signature, given by a Protocol class
+here (:class:`StrategyRegistrar`, :class:`SpaceRegistrar`, :class:`DatasetRegistrar`,
+:class:`TaskKindRegistrar`, :class:`CommandRegistrar`) for plugin authors to annotate with.
+Observer hooks (``on_*``) let loggers and dashboards follow a search without touching the
+core; an observer that raises is logged as a warning naming the plugin and the hook, and the
+search goes on. The core calls hooks only through :class:`mtlsearch.plugin_manager.Hooks`.
+
 A plugin is any module or object with functions decorated by :data:`hookimpl`::
 
     from mtlsearch import hookimpl
+    from mtlsearch.hookspecs import StrategyRegistrar
 
     @hookimpl
-    def register_strategies(register):
-        register(MyStrategy)
+    def register_strategies(register: StrategyRegistrar) -> None:
+        register(MyStrategy, tiny={"steps": 2})
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
-__all__ = ["hookspec", "hookimpl"]
+if TYPE_CHECKING:  # annotations only: the base modules import no layer
+    from mtlsearch.data.dataset import DatasetSplits
+    from mtlsearch.graph.space import SearchSpace
+    from mtlsearch.strategy.base import Strategy
+    from mtlsearch.tasks.kinds import TaskKind
+
+__all__ = [
+    "hookspec",
+    "hookimpl",
+    "StrategyRegistrar",
+    "SpaceRegistrar",
+    "DatasetRegistrar",
+    "TaskKindRegistrar",
+    "CommandRegistrar",
+    "CONTRIBUTION_HOOKS",
+    "OBSERVER_HOOKS",
+]
 
 hookspec = pluggy.HookspecMarker("mtlsearch")
 hookimpl = pluggy.HookimplMarker("mtlsearch")
 
+#: Hooks that contribute entries to a registry (called once per plugin set).
+CONTRIBUTION_HOOKS = (
+    "register_strategies",
+    "register_search_spaces",
+    "register_datasets",
+    "register_task_kinds",
+    "register_commands",
+)
+#: Hooks that watch a search; one error policy for all (see :class:`~mtlsearch.plugin_manager.Hooks`).
+OBSERVER_HOOKS = ("on_trial_start", "on_trial_end", "on_epoch_end")
 
+
+# ------------------------------------------------------------------ the register callbacks
+class StrategyRegistrar(Protocol):
+    """``register`` of :func:`register_strategies`."""
+
+    def __call__(
+        self,
+        cls: type[Strategy],
+        name: str | None = None,
+        *,
+        default: bool = False,
+        baseline: int | None = None,
+        tiny: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register the Strategy subclass ``cls`` as ``name`` (default ``cls.name``).
+
+        Args:
+            default: This strategy is what ``search()`` and ``mtlsearch search`` run when no
+                strategy is named (exactly one registered strategy may say so).
+            baseline: Rank as ``compare``'s paired baseline: every strategy is compared seed
+                by seed with the compared strategy of the lowest rank (``None``: never).
+            tiny: Constructor keyword arguments that make one trial cheap, for conformance
+                tests (:func:`mtlsearch.testing.check_strategy`).
+        """
+
+
+class SpaceRegistrar(Protocol):
+    """``register`` of :func:`register_search_spaces`."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., SearchSpace],
+        *,
+        tiny: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register ``factory(**kwargs) -> SearchSpace`` as ``name``.
+
+        Args:
+            tiny: Factory keyword arguments that make the space tiny (a few channels, small
+                inputs), for :func:`mtlsearch.testing.check_space`.
+        """
+
+
+class DatasetRegistrar(Protocol):
+    """``register`` of :func:`register_datasets`."""
+
+    def __call__(
+        self,
+        name: str,
+        loader: Callable[..., DatasetSplits],
+        *,
+        tiny: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register ``loader(*, seed=0, **kwargs) -> DatasetSplits`` as ``name``.
+
+        Args:
+            tiny: Loader keyword arguments that make the dataset tiny (a few dozen samples),
+                for :func:`mtlsearch.testing.check_dataset`; ``None`` (the default) when it
+                cannot be loaded without files the test machine may not have.
+        """
+
+
+class TaskKindRegistrar(Protocol):
+    """``register`` of :func:`register_task_kinds`."""
+
+    def __call__(self, kind: TaskKind, *, tiny: Mapping[str, Any] | None = None) -> None:
+        """Register the TaskKind instance ``kind`` under ``kind.name``.
+
+        Args:
+            tiny: A tiny example for :func:`mtlsearch.testing.check_task_kind`: ``"example"``
+                (required there), ``example(spec, n, generator) -> (labels, perfect_output)``;
+                ``"spec"``, TaskSpec keyword arguments (e.g. ``num_classes``); ``"feature_shape"``
+                of the head's input (default ``(8,)``); ``"best"``, metric values a perfect
+                output scores when not 1 (higher is better) or 0 (lower is better);
+                ``"atol"``, the tolerance of that comparison (default ``1e-4``).
+        """
+
+
+class CommandRegistrar(Protocol):
+    """``register`` of :func:`register_commands`."""
+
+    def __call__(
+        self,
+        name: str,
+        run: Callable[[Sequence[str]], int],
+        *,
+        help: str,
+        parser: Callable[[], argparse.ArgumentParser] | None = None,
+    ) -> None:
+        """Add the subcommand ``mtlsearch NAME``.
+
+        Args:
+            run: Called with the arguments after ``NAME`` (unparsed: the command parses its
+                own); returns the exit status.
+            help: One line for ``mtlsearch --help``.
+            parser: Builds the command's parser; ``mtlsearch NAME --help`` prints its help
+                (with ``prog`` set to ``mtlsearch NAME``). Without one, ``run`` gets ``--help``.
+        """
+
+
+# --------------------------------------------------------------------- contribution hooks
 @hookspec
-def register_strategies(register: Callable[..., None]) -> None:
-    """Contribute strategies: call ``register(cls, name=None)`` once per Strategy subclass.
+def register_strategies(register: StrategyRegistrar) -> None:
+    """Contribute strategies: call ``register(cls, name=None, *, default=False, baseline=None,
+    tiny=None)`` once per Strategy subclass.
 
     ``name`` defaults to ``cls.name``. Called once, when the registry is first used.
     """
 
 
 @hookspec
-def register_search_spaces(register: Callable[..., None]) -> None:
-    """Contribute search spaces: call ``register(name, factory)``.
+def register_search_spaces(register: SpaceRegistrar) -> None:
+    """Contribute search spaces: call ``register(name, factory, *, tiny=None)``.
 
     ``factory(**kwargs)`` returns a :class:`mtlsearch.SearchSpace`; its keyword arguments
     are what ``create_space(name, **kwargs)`` and exported architectures pass back.
@@ -42,23 +179,33 @@ def register_search_spaces(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_datasets(register: Callable[..., None]) -> None:
-    """Contribute datasets: call ``register(name, loader)``.
+def register_datasets(register: DatasetRegistrar) -> None:
+    """Contribute datasets: call ``register(name, loader, *, tiny=None)``.
 
     ``loader(*, seed=0, **kwargs)`` returns a :class:`mtlsearch.DatasetSplits`.
     """
 
 
 @hookspec
-def register_task_kinds(register: Callable[..., None]) -> None:
-    """Contribute task kinds (loss, metrics, head): call ``register(kind)`` with a TaskKind."""
+def register_task_kinds(register: TaskKindRegistrar) -> None:
+    """Contribute task kinds (loss, metrics, head): call ``register(kind, *, tiny=None)`` with
+    a TaskKind instance."""
 
 
+@hookspec
+def register_commands(register: CommandRegistrar) -> None:
+    """Contribute subcommands of ``mtlsearch``: call ``register(name, run, *, help, parser=None)``.
+
+    A name of a built-in command, or one registered twice, is an error.
+    """
+
+
+# ------------------------------------------------------------------------- observer hooks
 @hookspec
 def on_trial_start(trial: Any, strategy: str, params: dict[str, Any]) -> None:
     """Observe a trial that is about to train. ``trial`` is the Optuna trial.
 
-    All implementations are called; return values are ignored.
+    All implementations are called; return values are ignored; one that raises is logged.
     """
 
 
@@ -66,7 +213,7 @@ def on_trial_start(trial: Any, strategy: str, params: dict[str, Any]) -> None:
 def on_trial_end(trial: Any, strategy: str, result: dict[str, Any]) -> None:
     """Observe a finished trial: ``result`` holds its objectives, metrics or failure reason.
 
-    All implementations are called; return values are ignored.
+    All implementations are called; return values are ignored; one that raises is logged.
     """
 
 
@@ -74,5 +221,5 @@ def on_trial_end(trial: Any, strategy: str, result: dict[str, Any]) -> None:
 def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
     """Observe the end of a training epoch: ``logs`` has train loss and validation figures.
 
-    All implementations are called; return values are ignored.
+    All implementations are called; return values are ignored; one that raises is logged.
     """

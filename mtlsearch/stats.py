@@ -10,17 +10,21 @@ Example:
     >>> d = paired_difference({0: 3.0, 1: 1.0, 2: 2.5}, {0: 1.0, 1: 1.5, 2: 0.5})
     >>> d.mean, d.wins, d.n
     (1.1666666666666667, 2, 3)
+    >>> nan_mean_std([1.0, None, float("nan"), 3.0])
+    (2.0, 1.4142135623730951)
+    >>> log_log_slope([1, 2, 4], [3, 12, 48])
+    2.0
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["mean_std", "PairedDifference", "paired_difference"]
+__all__ = ["mean_std", "nan_mean_std", "PairedDifference", "paired_difference", "log_log_slope"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -29,6 +33,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def nan_mean_std(values: Iterable[float | None]) -> tuple[float, float]:
+    """:func:`mean_std` of the values that are there: ``None`` and NaN are left out (a run that
+    failed, a metric a task lacks, NaN written to JSON as ``null``), as numpy's ``nanmean``
+    does."""
+    return mean_std([float(v) for v in values if v is not None and v == v])
 
 
 @dataclass(frozen=True)
@@ -75,3 +86,16 @@ def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float]) -> PairedD
     diffs = [float(a[s]) - float(b[s]) for s in seeds]
     mean, std = mean_std(diffs)
     return PairedDifference(mean, std, sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), len(diffs))
+
+
+def log_log_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of ``log(y)`` against ``log(x)``: the exponent ``k`` of a power law
+    ``y ~ x^k`` (1: linear growth, 2: quadratic). Points with a value <= 0 are left out;
+    ``None`` with fewer than two points or a single ``x``."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    mx = statistics.fmean(p[0] for p in pts)
+    my = statistics.fmean(p[1] for p in pts)
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return None if den == 0 else sum((p[0] - mx) * (p[1] - my) for p in pts) / den

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mtlsearch.stats import mean_std, paired_difference
+from mtlsearch.stats import log_log_slope, mean_std, nan_mean_std, paired_difference
 from mtlsearch.study.comparison import _paired
 
 
@@ -49,3 +49,20 @@ def test_compare_pairs_each_strategy_with_the_baseline_seed_by_seed():
     assert paired["val"]["mean"] == pytest.approx(1.5) and paired["val"]["wins"] == 2
     assert paired["test"]["mean"] == pytest.approx(0.0) and paired["test"]["n"] == 2
     assert _paired("random_tree", "random_tree", runs) is None
+
+
+def test_nan_mean_std_leaves_out_what_is_missing():
+    # None (NaN through JSON) and NaN are missing; the rest is mean_std's
+    assert nan_mean_std([2.0, None, 4.0, float("nan"), 9.0]) == mean_std([2.0, 4.0, 9.0])
+    assert nan_mean_std([None, 3]) == (3.0, 0.0)
+    assert all(math.isnan(v) for v in nan_mean_std([None, float("nan")]))
+    assert nan_mean_std(iter([1.0, 3.0])) == pytest.approx((2.0, math.sqrt(2.0)))
+
+
+def test_log_log_slope_is_the_exponent_of_a_power_law():
+    assert log_log_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    assert log_log_slope([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(1.0)
+    # a point at zero cannot be on a log scale: left out, the rest still fits
+    assert log_log_slope([0, 1, 10], [5.0, 2.0, 20.0]) == pytest.approx(1.0)
+    assert log_log_slope([5], [1]) is None
+    assert log_log_slope([3, 3], [1, 2]) is None  # one x: no slope

@@ -43,7 +43,7 @@ __all__ = [
     "EpochState",
     "StepState",
     "Trainer",
-        "select_device",
+    "select_device",
     "seed_everything",
     "task_losses",
     "frozen_gc",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mtlsearch import _compat
 from mtlsearch._version import __version__
 from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
 from mtlsearch.engine.model import MultiTaskModel, materialize
@@ -36,6 +37,8 @@ from mtlsearch.strategy.base import Proposal, Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal, run_strategy
 from mtlsearch.tasks.kinds import TaskKind, TaskSpec, list_task_kinds
+
+_compat.install()  # the 0.1 module paths, for one release (CHANGELOG.md)
 
 # Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
 # so `import mtlsearch` stays light (and works where only the engine is needed).

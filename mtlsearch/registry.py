@@ -1,37 +1,79 @@
-"""Name-keyed registries of strategies, search spaces, datasets and task kinds.
+"""Name-keyed registries of strategies, search spaces, datasets, task kinds and commands.
 
-Each registry is filled from the plugin hooks on first use. ``list_*`` returns names (with an
-optional glob filter); ``create_*`` builds the named thing, and an unknown name lists the
-known ones.
+Each registry is filled from the plugin hooks (through :class:`~mtlsearch.plugin_manager.Hooks`)
+on first use. ``list_*`` returns names (with an optional glob filter); ``create_*`` builds the
+named thing, and an unknown name lists the known ones. Every entry remembers the plugin that
+registered it and its tiny size (:func:`tiny_settings`: the keyword arguments that make it cheap
+enough for a conformance test), so a third-party registration carries its own.
 
 Example:
     >>> "hard_sharing" in list_strategies()
     True
     >>> space = create_space("mlp", input_shape=(8,))
+    >>> tiny_settings("search space", "mlp")["input_shape"]
+    (6,)
 """
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from mtlsearch.errors import MTLSearchError, UnknownNameError
-from mtlsearch.plugin_manager import cached_registry
+from mtlsearch.hookspecs import (
+    CommandRegistrar,
+    DatasetRegistrar,
+    SpaceRegistrar,
+    StrategyRegistrar,
+    TaskKindRegistrar,
+)
+from mtlsearch.plugin_manager import Hooks, cached_registry
 
 __all__ = [
     "Registry",
+    "Registration",
+    "Command",
     "list_strategies",
     "create_strategy",
     "get_strategy_class",
+    "default_strategy",
+    "paired_baseline",
     "list_spaces",
     "create_space",
     "list_datasets",
     "load_dataset",
     "task_kinds",
+    "commands",
+    "tiny_settings",
 ]
 
 T = TypeVar("T")
+
+#: The core's own subcommands: a plugin's command may not take one of these names.
+BUILTIN_COMMANDS = frozenset({"search", "compare", "strategies", "spaces", "datasets",
+                              "plugins", "show", "export", "predict"})
+
+
+@dataclass(frozen=True)
+class Registration(Generic[T]):
+    """One registered entry and what came with it.
+
+    Attributes:
+        name: The registry key.
+        entry: The class, factory, loader, kind or command.
+        plugin: The plugin that registered it (``None`` when registered directly).
+        tiny: Keyword arguments that make it tiny for tests; ``None`` when it has none.
+        options: What else the registration said (strategies: ``default``, ``baseline``).
+    """
+
+    name: str
+    entry: T
+    plugin: str | None = None
+    tiny: Mapping[str, Any] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Registry(Generic[T]):
@@ -39,79 +81,190 @@ class Registry(Generic[T]):
 
     def __init__(self, what: str):
         self.what = what
-        self._entries: dict[str, T] = {}
+        self._items: dict[str, Registration[T]] = {}
 
-    def register(self, name: str, entry: T) -> None:
+    def register(
+        self,
+        name: str,
+        entry: T,
+        *,
+        plugin: str | None = None,
+        tiny: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """Add ``entry`` as ``name``; the same entry twice under one name is harmless."""
         if not isinstance(name, str) or not name:
             raise MTLSearchError(f"a {self.what} needs a non-empty string name, got {name!r}")
-        if name in self._entries and self._entries[name] is not entry:
+        if tiny is not None and not isinstance(tiny, Mapping):
             raise MTLSearchError(
-                f"{self.what} {name!r} is registered twice ({self._entries[name]!r} and "
-                f"{entry!r}); rename one or disable a plugin with MTLSEARCH_DISABLE_PLUGINS"
+                f"{self.what} {name!r}: tiny= must be a mapping of keyword arguments, got "
+                f"{type(tiny).__name__}"
             )
-        self._entries[name] = entry
+        old = self._items.get(name)
+        if old is not None and old.entry is not entry:
+            raise MTLSearchError(
+                f"{self.what} {name!r} is registered twice ({old.entry!r} from plugin "
+                f"{old.plugin!r} and {entry!r} from plugin {plugin!r}); rename one or disable a "
+                "plugin with MTLSEARCH_DISABLE_PLUGINS"
+            )
+        self._items[name] = Registration(name, entry, plugin, None if tiny is None else dict(tiny),
+                                         dict(options))
 
     def get(self, name: str) -> T:
+        """The entry registered as ``name``; an unknown name lists the known ones."""
+        return self.registration(name).entry
+
+    def registration(self, name: str) -> Registration[T]:
+        """The entry ``name`` with its plugin, tiny size and options."""
         try:
-            return self._entries[name]
+            return self._items[name]
         except KeyError:
-            raise UnknownNameError(self.what, name, self._entries) from None
+            raise UnknownNameError(self.what, name, self._items) from None
+
+    def registrations(self) -> list[Registration[T]]:
+        """Every registration, by name."""
+        return [self._items[n] for n in self.names()]
 
     def names(self, pattern: str | None = None) -> list[str]:
-        names = sorted(self._entries)
+        """Registered names, sorted, optionally filtered by a glob ``pattern``."""
+        names = sorted(self._items)
         return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._items
 
 
-def _build(what: str, hook_name: str, adapt: Callable[[Registry[Any]], Callable[..., None]]):
-    def build(pm: Any) -> Registry[Any]:
+@dataclass(frozen=True)
+class Command:
+    """A plugin's ``mtlsearch`` subcommand (see :class:`~mtlsearch.hookspecs.CommandRegistrar`)."""
+
+    name: str
+    run: Callable[[Sequence[str]], int]
+    help: str
+    parser: Callable[[], argparse.ArgumentParser] | None = None
+
+
+# ---------------------------------------------------------------- one registrar per hook
+def _strategy_registrar(registry: Registry[type]) -> Callable[[str], StrategyRegistrar]:
+    def for_plugin(plugin: str) -> StrategyRegistrar:
+        def register(cls: type, name: str | None = None, *, default: bool = False,
+                     baseline: int | None = None,
+                     tiny: Mapping[str, Any] | None = None) -> None:
+            if not isinstance(cls, type):
+                raise MTLSearchError(f"plugin {plugin!r}: register() takes a Strategy class, "
+                                     f"got {cls!r}")
+            if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int)):
+                raise MTLSearchError(f"plugin {plugin!r}: baseline= must be an int rank, "
+                                     f"got {baseline!r}")
+            registry.register(name or getattr(cls, "name", ""), cls, plugin=plugin, tiny=tiny,
+                              default=bool(default), baseline=baseline)
+
+        return register
+
+    return for_plugin
+
+
+def _named_registrar(registry: Registry[Any]) -> Callable[[str], Any]:
+    def for_plugin(plugin: str) -> SpaceRegistrar | DatasetRegistrar:
+        def register(name: str, factory: Callable[..., Any], *,
+                     tiny: Mapping[str, Any] | None = None) -> None:
+            if not callable(factory):
+                raise MTLSearchError(f"plugin {plugin!r}: {registry.what} {name!r} needs a "
+                                     f"callable, got {factory!r}")
+            registry.register(name, factory, plugin=plugin, tiny=tiny)
+
+        return register
+
+    return for_plugin
+
+
+def _kind_registrar(registry: Registry[Any]) -> Callable[[str], TaskKindRegistrar]:
+    def for_plugin(plugin: str) -> TaskKindRegistrar:
+        def register(kind: Any, *, tiny: Mapping[str, Any] | None = None) -> None:
+            if isinstance(kind, type):
+                raise MTLSearchError(f"plugin {plugin!r}: register() takes a TaskKind instance, "
+                                     f"got the class {kind.__name__}; call it: {kind.__name__}()")
+            registry.register(getattr(kind, "name", ""), kind, plugin=plugin, tiny=tiny)
+
+        return register
+
+    return for_plugin
+
+
+def _command_registrar(registry: Registry[Command]) -> Callable[[str], CommandRegistrar]:
+    def for_plugin(plugin: str) -> CommandRegistrar:
+        def register(name: str, run: Callable[[Sequence[str]], int], *, help: str,
+                     parser: Callable[[], argparse.ArgumentParser] | None = None) -> None:
+            if name in BUILTIN_COMMANDS:
+                raise MTLSearchError(f"plugin {plugin!r} registers the command {name!r}, which "
+                                     "is built in; choose another name")
+            registry.register(name, Command(name, run, help, parser), plugin=plugin)
+
+        return register
+
+    return for_plugin
+
+
+def _built(what: str, fill: Callable[[Hooks, Registry[Any]], None]) -> Callable[[Hooks], Any]:
+    def build(hooks: Hooks) -> Registry[Any]:
         registry: Registry[Any] = Registry(what)
-        getattr(pm.hook, hook_name)(register=adapt(registry))
+        fill(hooks, registry)
         return registry
 
     return build
 
 
-def _strategy_register(registry: Registry[Any]) -> Callable[..., None]:
-    def register(cls: type, name: str | None = None) -> None:
-        registry.register(name or getattr(cls, "name", ""), cls)
-
-    return register
-
-
-def _named_register(registry: Registry[Any]) -> Callable[..., None]:
-    return registry.register
-
-
-def _kind_register(registry: Registry[Any]) -> Callable[..., None]:
-    def register(kind: Any) -> None:
-        registry.register(kind.name, kind)
-
-    return register
-
-
 def strategies() -> Registry[type]:
-    return cached_registry(
-        "strategies", _build("strategy", "register_strategies", _strategy_register)
-    )
+    """The strategy registry (classes)."""
+    return cached_registry("strategies", _built(
+        "strategy", lambda h, r: h.register_strategies(_strategy_registrar(r))))
 
 
 def spaces() -> Registry[Callable[..., Any]]:
-    return cached_registry(
-        "spaces", _build("search space", "register_search_spaces", _named_register)
-    )
+    """The search-space registry (factories)."""
+    return cached_registry("spaces", _built(
+        "search space", lambda h, r: h.register_search_spaces(_named_registrar(r))))
 
 
 def datasets() -> Registry[Callable[..., Any]]:
-    return cached_registry("datasets", _build("dataset", "register_datasets", _named_register))
+    """The dataset registry (loaders)."""
+    return cached_registry("datasets", _built(
+        "dataset", lambda h, r: h.register_datasets(_named_registrar(r))))
 
 
 def task_kinds() -> Registry[Any]:
-    return cached_registry("task_kinds", _build("task kind", "register_task_kinds", _kind_register))
+    """The task-kind registry (TaskKind instances)."""
+    return cached_registry("task_kinds", _built(
+        "task kind", lambda h, r: h.register_task_kinds(_kind_registrar(r))))
 
 
+def commands() -> Registry[Command]:
+    """The plugins' ``mtlsearch`` subcommands."""
+    return cached_registry("commands", _built(
+        "command", lambda h, r: h.register_commands(_command_registrar(r))))
+
+
+_REGISTRIES: dict[str, Callable[[], Registry[Any]]] = {
+    "strategy": strategies,
+    "search space": spaces,
+    "dataset": datasets,
+    "task kind": task_kinds,
+}
+
+
+def tiny_settings(what: str, name: str) -> dict[str, Any] | None:
+    """The tiny size registered with ``name`` (``what``: ``"strategy"``, ``"search space"``,
+    ``"dataset"`` or ``"task kind"``); ``{}`` when none was given, ``None`` for a dataset
+    registered without one (it needs files)."""
+    if what not in _REGISTRIES:
+        raise MTLSearchError(f"tiny_settings: what={what!r}; use one of {sorted(_REGISTRIES)}")
+    tiny = _REGISTRIES[what]().registration(name).tiny
+    if tiny is None:
+        return None if what == "dataset" else {}
+    return dict(tiny)
+
+
+# ------------------------------------------------------------------------------ strategies
 def list_strategies(pattern: str | None = None) -> list[str]:
     """Names of registered strategies, optionally filtered by a glob ``pattern``."""
     return strategies().names(pattern)
@@ -127,6 +280,39 @@ def create_strategy(name: str, **kwargs: Any) -> Any:
     return get_strategy_class(name)(**kwargs)
 
 
+def default_strategy() -> str:
+    """The strategy registered with ``default=True``: what a search runs when none is named.
+
+    Raises:
+        MTLSearchError: When no registered strategy, or more than one, says it is the default.
+    """
+    found = [r for r in strategies().registrations() if r.options.get("default")]
+    if len(found) == 1:
+        return found[0].name
+    if not found:
+        raise MTLSearchError(
+            "no registered strategy is the default (a plugin registers it with "
+            "register(cls, default=True)); name one, e.g. --strategy "
+            f"{(list_strategies() or ['NAME'])[0]}"
+        )
+    who = ", ".join(f"{r.name!r} (plugin {r.plugin!r})" for r in found)
+    raise MTLSearchError(f"several strategies say they are the default: {who}; name one, or "
+                         "disable a plugin with MTLSEARCH_DISABLE_PLUGINS")
+
+
+def paired_baseline(names: Sequence[str]) -> str | None:
+    """Of ``names``, the strategy registered with the lowest ``baseline`` rank (``None``: none).
+
+    ``compare`` pairs every strategy with it seed by seed. Equal ranks: the first in ``names``.
+    """
+    reg = strategies()
+    ranked = [(reg.registration(n).options.get("baseline"), i, n) for i, n in enumerate(names)
+              if n in reg]
+    ranked = [r for r in ranked if r[0] is not None]
+    return min(ranked)[2] if ranked else None
+
+
+# ------------------------------------------------------------------------- spaces, datasets
 def list_spaces(pattern: str | None = None) -> list[str]:
     """Names of registered search spaces, optionally filtered by a glob ``pattern``."""
     return spaces().names(pattern)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import SpaceRegistrar, hookimpl
 
 from .dilated_resnet import dilated_resnet18, dilated_resnet34
 from .mlp import mlp
@@ -52,6 +52,16 @@ SPACE_FACTORIES: dict[str, Callable[..., object]] = {
 
 
 @hookimpl
-def register_search_spaces(register: Callable[..., None]) -> None:
+def register_search_spaces(register: SpaceRegistrar) -> None:
+    """Contribute the built-in spaces, each with the tiny size its conformance test builds."""
+    tiny: dict[str, dict[str, object]] = {
+        "mlp": {"input_shape": (6,), "widths": (8, 8)},
+        "small_cnn": {"input_shape": (1, 8, 8), "channels": (4, 8, 8), "pool_after": (0,)},
+        "resnet18": {"input_shape": (3, 16, 16), "width": 4, "small_input": True},
+        "resnet34": {"input_shape": (3, 16, 16), "width": 4, "small_input": True},
+        "vgg16_bn": {"input_shape": (3, 8, 8), "omega": 4},
+        "dilated_resnet18": {"input_shape": (3, 16, 16), "width": 4},
+        "dilated_resnet34": {"input_shape": (3, 16, 16), "width": 4},
+    }
     for name, factory in SPACE_FACTORIES.items():
-        register(name, factory)
+        register(name, factory, tiny=tiny[name])

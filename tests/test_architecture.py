@@ -21,7 +21,7 @@ import mtlsearch
 
 PACKAGE = Path(mtlsearch.__file__).parent
 LAYERS = ["tasks", "data", "graph", "engine", "strategy", "viz", "export", "study"]
-BASE = {"_version", "errors", "safety", "stats", "hookspecs", "plugin_manager", "registry"}
+BASE = {"_compat", "_version", "errors", "safety", "stats", "hookspecs", "plugin_manager", "registry"}
 TOP = {"__init__", "__main__", "cli", "testing"}  # entry points: may import anything
 OUTSIDE = ("mtlsearch.plugins", "mtlsearch.search_spaces")  # installed into the package
 

@@ -17,6 +17,8 @@ AFFINITY_RSA_SLOPE = 1.2
 
 
 def targets(data: Sequence[Mapping[str, Any]]) -> list[Target]:
+    """The RSA estimator's growth with N (log-log slope of its wall time), from the list of
+    per-N rows."""
     rows = sorted(data, key=lambda r: r["n_tasks"])
     slope = log_log_slope([r["n_tasks"] for r in rows], [r["rows"]["rsa"]["wall"] for r in rows])
     if slope is None:
@@ -28,6 +30,8 @@ def targets(data: Sequence[Mapping[str, Any]]) -> list[Target]:
 
 def markdown(data: Sequence[Mapping[str, Any]], command: str = "",
                     images: Path | None = None, rel_dir: str = "images") -> str:
+    """Section d's estimator table: wall time per estimator and N, ratios to ``full``,
+    growth with N."""
     rows = sorted(data, key=lambda r: r["n_tasks"])
     names = list(rows[0]["rows"]) if rows else []
     slopes = {e: log_log_slope([r["n_tasks"] for r in rows], [r["rows"][e]["wall"] for r in rows])
@@ -53,6 +57,7 @@ def markdown(data: Sequence[Mapping[str, Any]], command: str = "",
     return "\n".join(body)
 
 def plot(rows: Sequence[Mapping[str, Any]], images: Path) -> str:
+    """Wall time of each estimator against N (log scale); returns the picture's file name."""
     fig, ax = plots.figure(5.5, 3.2)
     n = [r["n_tasks"] for r in rows]
     for e in rows[0]["rows"]:

@@ -104,6 +104,8 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     return "\n".join(a), "\n".join(b)
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
+    """The checked overhead ratios as bars against the target; returns the picture's file
+    name."""
     rows = [r for r in data.get("overhead", []) if r.get("target") is not None]
     fig, ax = plots.figure(7.0, 0.45 * len(rows) + 1.2)
     labels = [f"{r['model']}: {r['measure']}" for r in rows]

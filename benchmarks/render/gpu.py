@@ -112,6 +112,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def placeholder(reason: str) -> str:
+    """Section f when this run measured nothing on a GPU (``reason`` says why): what the GPU
+    part measures and the last GPU figures."""
     g = LAST_GPU
     return (f"**Not run on a GPU in this generation of the document** ({reason}). "
             "`benchmarks/bench_gpu.py`, the GPU part of this suite (materialized vs hand-written "

@@ -19,6 +19,8 @@ MERGE_GROWTH = 1.25
 
 
 def targets(data: Mapping[str, Any]) -> list[Target]:
+    """Gradient merging: the worst epoch ratio, and its growth from the fewest to the most
+    tasks."""
     rows = data.get("rows", [])
     if not rows:
         return []
@@ -36,6 +38,8 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
 
 def markdown(data: Mapping[str, Any], images: Path | None = None,
                  rel_dir: str = "images") -> str:
+    """Section c's gradient-merging table: plain epoch against an epoch with merging, per
+    task count."""
     s = data.get("settings", {})
     rows = sorted(data.get("rows", []), key=lambda r: r["tasks"])
     body = [
@@ -58,6 +62,8 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     return "\n".join(body)
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
+    """Epoch, factorisation and clustering seconds against tasks (log-log); returns the
+    picture's file name."""
     rows = sorted(data["rows"], key=lambda r: r["tasks"])
     n = [r["tasks"] for r in rows]
     fig, ax = plots.figure(6.0, 3.2)

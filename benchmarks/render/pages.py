@@ -70,6 +70,7 @@ SPEEDUPS = [
 ]
 
 def speedups() -> str:
+    """The section on what the figures revealed and what was made faster (:data:`SPEEDUPS`)."""
     return "\n".join(["## What the figures revealed, and what was made faster", "",
                       *[f"* {s}" for s in SPEEDUPS], ""])
 

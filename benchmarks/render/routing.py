@@ -15,6 +15,8 @@ ROUTING_STEP_RATIO = 1.10
 
 
 def targets(data: Mapping[str, Any]) -> list[Target]:
+    """Task routing: the one-task step's growth, all-task evaluation against a per-task
+    loop, peak memory against the estimate."""
     rows = sorted(data.get("rows", []), key=lambda r: r["tasks"])
     if not rows:
         return []
@@ -42,6 +44,7 @@ def _loop_vs_plan(row: Mapping[str, Any]) -> float:
 
 def markdown(data: Mapping[str, Any], images: Path | None = None,
                    rel_dir: str = "images") -> str:
+    """Section c's task-routing table: steps, evaluation and memory per task count."""
     s = data.get("settings", {})
     rows = sorted(data.get("rows", []), key=lambda r: r["tasks"])
     body = [
@@ -73,6 +76,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     return "\n".join(body)
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
+    """Step time, evaluation time and memory against tasks; returns the picture's file name."""
     rows = sorted(data["rows"], key=lambda r: r["tasks"])
     n = [r["tasks"] for r in rows]
     fig, (ax1, ax2, ax3) = plots.figure(10.0, 3.0, cols=3)

@@ -18,6 +18,8 @@ MAIN_JOB_SECONDS = 360.0
 
 
 def targets(data: Mapping[str, Any]) -> list[Target]:
+    """Section d: the worst strategy's trial against a ``single_task`` trial of the same
+    seed."""
     rows = [r for r in data.get("strategies", [])
             if r["strategy"] != "single_task" and r.get("trial_vs_single_task") is not None]
     if not rows:
@@ -31,6 +33,7 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
 
 def markdown(data: Mapping[str, Any], images: Path | None = None,
                   rel_dir: str = "images") -> str:
+    """Section d's table: each strategy's seconds per trial and per study, and the ratios."""
     st = data.get("settings", {})
     budget = st.get("budget", {})
     rows = data.get("strategies", [])
@@ -59,6 +62,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     return "\n".join(body)
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
+    """Seconds per trial of each strategy as bars; returns the picture's file name."""
     rows = sorted(data["strategies"], key=lambda r: r["trial_s"])
     fig, ax = plots.figure(6.5, 0.4 * len(rows) + 1.2)
     ax.barh([r["strategy"] for r in rows], [r["trial_s"] for r in rows], color="tab:blue")
@@ -66,6 +70,8 @@ def plot(data: Mapping[str, Any], images: Path) -> str:
     return plots.save(fig, images, "search_cost")
 
 def main_job_target(data: Mapping[str, Any]) -> Target:
+    """Section e: the main job's wall time against :data:`MAIN_JOB_SECONDS`, estimated for
+    all default seeds when fewer ran."""
     seeds, default = list(data.get("seeds", [])), list(data.get("default_seeds", [0, 1, 2]))
     wall = float(data["wall_s"])
     if seeds == default:
@@ -79,6 +85,7 @@ def main_job_target(data: Mapping[str, Any]) -> Target:
                   estimate, estimate <= MAIN_JOB_SECONDS)
 
 def main_job_markdown(data: Mapping[str, Any]) -> str:
+    """Section e: the main job's wall and CPU time, and how a quick run's figure is scaled."""
     seeds, default = list(data.get("seeds", [])), list(data.get("default_seeds", [0, 1, 2]))
     wall, cpu = data["wall_s"], data.get("cpu_s")
     lb, la = data.get("load_before"), data.get("load_after")

@@ -106,9 +106,9 @@ def test_dynamic_graph_keeps_surviving_weights_and_optimizer_state(data, space):
     for key in ("blocks.b0_0.linear.weight", "blocks.b1_1.linear.weight", "heads.c.linear.weight"):
         assert torch.equal(state[key], change.before[key]), key
     # The rewired optimizer carried Adam's moments for the parameters that remain.
-    from mtlsearch.engine.train import _optimizer, _rewire
+    from mtlsearch.engine.train import _rewire, make_optimizer
 
-    opt = _optimizer(TrainConfig(), model.parameters())
+    opt = make_optimizer(TrainConfig(), model.parameters())
     model(data.train.inputs[:8])["a"].sum().backward()
     opt.step()
     rewired, new_opt = _rewire(model, opt, merged, TrainConfig())

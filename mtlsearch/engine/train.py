@@ -46,6 +46,7 @@ __all__ = [
     "select_device",
     "seed_everything",
     "task_losses",
+    "make_optimizer",
     "frozen_gc",
 ]
 
@@ -236,7 +237,8 @@ def _param_groups(model: MultiTaskModel) -> list[dict[str, Any]]:
     return [{"params": trunk}, *({"params": h} for h in heads)]
 
 
-def _optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names (``adam``, ``adamw`` or ``sgd``) over ``params``."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -340,7 +342,7 @@ class Trainer:
         # With one active task per batch, each head gets its own parameter group and a step
         # visits only the trunk's and the active head's: per-step work stays flat in T.
         split_heads = cfg.task_sampling == "one" and self.split_heads
-        opt = _optimizer(cfg, _param_groups(model) if split_heads else model.parameters())
+        opt = make_optimizer(cfg, _param_groups(model) if split_heads else model.parameters())
         head_group = {t: i + 1 for i, t in enumerate(model.tasks)} if split_heads else {}
         sched = _scheduler(cfg, opt)
         history: list[dict[str, float]] = []
@@ -452,7 +454,7 @@ def _rewire(
     new_state = new.state_dict()
     kept = {k: v for k, v in old_state.items() if k in new_state and new_state[k].shape == v.shape}
     new.load_state_dict(kept, strict=False)
-    new_opt = _optimizer(cfg, new.parameters())
+    new_opt = make_optimizer(cfg, new.parameters())
     old_names = {id(p): n for n, p in model.named_parameters()}
     new_params = dict(new.named_parameters())
     for group in opt.param_groups:

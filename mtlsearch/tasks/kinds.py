@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mtlsearch.errors import TaskError
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import TaskKindRegistrar, hookimpl
 
 __all__ = [
     "TaskSpec",
@@ -170,7 +170,8 @@ class VectorHead(nn.Module):
         return self.linear(x)
 
 
-def _as_tensor(y: Any, spec: TaskSpec) -> Tensor:
+def as_tensor(y: Any, spec: TaskSpec) -> Tensor:
+    """``y`` as a tensor, or a :class:`TaskError` naming ``spec``'s task when it is not one."""
     try:
         t = torch.as_tensor(y)
     except (TypeError, ValueError) as exc:
@@ -180,7 +181,7 @@ def _as_tensor(y: Any, spec: TaskSpec) -> Tensor:
     return t
 
 
-def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+def masked_mean(values: Tensor, valid: Tensor) -> Tensor:
     """Mean over labelled entries, zero (still differentiable) when there are none.
 
     Multiplying by the mask instead of indexing with it keeps the loss free of host
@@ -197,7 +198,7 @@ class BinaryKind(TaskKind):
     metrics = {"accuracy": True}
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _as_tensor(y, spec).reshape(-1).double()
+        t = as_tensor(y, spec).reshape(-1).double()
         t = torch.where(t == -1, torch.full_like(t, math.nan), t)
         present = t[~torch.isnan(t)]
         bad = present[(present != 0) & (present != 1)]
@@ -214,7 +215,7 @@ class BinaryKind(TaskKind):
         per_sample = F.binary_cross_entropy_with_logits(
             output, torch.nan_to_num(target, nan=0.0), reduction="none"
         )
-        return _masked_mean(per_sample, valid)
+        return masked_mean(per_sample, valid)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         pred = (output.reshape(-1) > 0).float()
@@ -240,7 +241,7 @@ class MulticlassKind(TaskKind):
         return int(spec.num_classes or 0)
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _as_tensor(y, spec).reshape(-1)
+        t = as_tensor(y, spec).reshape(-1)
         if t.dtype.is_floating_point:
             if bool((t[~torch.isnan(t)] % 1 != 0).any()):
                 raise TaskError(f"labels of multiclass task {spec.name!r} must be integers")
@@ -257,7 +258,7 @@ class MulticlassKind(TaskKind):
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
         per_sample = F.cross_entropy(output.float(), target.clamp(min=0), reduction="none")
-        return _masked_mean(per_sample, target >= 0)
+        return masked_mean(per_sample, target >= 0)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         return {"accuracy": float((output.argmax(dim=1) == target).float().mean())}
@@ -277,7 +278,7 @@ class RegressionKind(TaskKind):
             raise TaskError(f"regression task {spec.name!r} needs out_dim >= 1")
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _as_tensor(y, spec).float()
+        t = as_tensor(y, spec).float()
         t = t.reshape(t.shape[0], -1)
         if t.shape[1] != spec.out_dim:
             raise TaskError(
@@ -292,7 +293,7 @@ class RegressionKind(TaskKind):
         output = output.reshape(target.shape).float()
         valid = ~torch.isnan(target)
         squared = (output - torch.nan_to_num(target, nan=0.0)).pow(2)
-        return _masked_mean(squared, valid)
+        return masked_mean(squared, valid)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         err = output.reshape(target.shape) - target
@@ -310,7 +311,7 @@ class RankingKind(TaskKind):
     metrics = {"kendall_tau": True}
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _as_tensor(y, spec).reshape(-1).float()
+        t = as_tensor(y, spec).reshape(-1).float()
         if bool(torch.isinf(t).any()):
             raise TaskError(f"scores of ranking task {spec.name!r} contain infinity")
         return t
@@ -319,16 +320,13 @@ class RankingKind(TaskKind):
         out = output.reshape(output.shape[0]).float()
         higher = target[:, None] > target[None, :]  # comparisons with NaN are False: masked out
         margin = out[:, None] - out[None, :]
-        return _masked_mean(F.relu(1.0 - margin).pow(2), higher)
+        return masked_mean(F.relu(1.0 - margin).pow(2), higher)
 
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         from scipy.stats import kendalltau
 
         tau = kendalltau(output.reshape(-1).numpy(), target.numpy()).statistic
         return {"kendall_tau": float(tau) if tau == tau else 0.0}
-
-
-_BUILTIN_KINDS: tuple[type[TaskKind], ...] = (BinaryKind, MulticlassKind, RegressionKind, RankingKind)
 
 
 def get_task_kind(name: str) -> TaskKind:
@@ -345,7 +343,38 @@ def list_task_kinds() -> list[str]:
     return task_kinds().names()
 
 
+# Tiny examples for the conformance check (mtlsearch.testing.check_task_kind): labels and an
+# output that predicts them exactly, for a batch of n samples.
+def _two_classes(y: Tensor) -> Tensor:
+    y[:2] = torch.tensor([0, 1])  # both classes present, whatever the draw
+    return y
+
+
+def _binary_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = _two_classes(torch.randint(0, 2, (n,), generator=gen))
+    return y, (y.float() * 2 - 1).reshape(n, 1) * 8
+
+
+def _multiclass_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    k = int(spec.num_classes or 2)
+    y = torch.randint(0, k, (n,), generator=gen)
+    return y, F.one_hot(y, k).float() * 8 - 4
+
+
+def _regression_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = torch.randn(n, spec.out_dim, generator=gen)
+    return y, y.clone()
+
+
+def _ranking_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = torch.randn(n, generator=gen)
+    return y, y.reshape(n, 1) * 10  # same order, margins past the hinge's 1
+
+
 @hookimpl
-def register_task_kinds(register: Callable[..., None]) -> None:
-    for kind in _BUILTIN_KINDS:
-        register(kind())
+def register_task_kinds(register: TaskKindRegistrar) -> None:
+    """Contribute the vector kinds, each with a tiny example for its conformance check."""
+    register(BinaryKind(), tiny={"example": _binary_example})
+    register(MulticlassKind(), tiny={"example": _multiclass_example, "spec": {"num_classes": 3}})
+    register(RegressionKind(), tiny={"example": _regression_example, "spec": {"out_dim": 2}})
+    register(RankingKind(), tiny={"example": _ranking_example})

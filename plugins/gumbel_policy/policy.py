@@ -30,7 +30,7 @@ from mtlsearch.engine.model import MultiTaskModel
 from mtlsearch.engine.train import (
     TrainConfig,
     TrainingError,
-    _optimizer,
+    make_optimizer,
     select_device,
     task_losses,
 )
@@ -271,7 +271,7 @@ def learn_policy(
     weights = _task_weights(model, weight_config)
     gen = torch.Generator().manual_seed(weight_config.seed)
     logits = torch.zeros(T, L, 2, device=device, requires_grad=True)  # equal: α = 0.5
-    w_opt = _optimizer(weight_config, net.weights())
+    w_opt = make_optimizer(weight_config, net.weights())
     p_opt = torch.optim.Adam([logits], lr=settings.policy_lr, weight_decay=settings.policy_weight_decay)
     share_w = depth_weights(L, kind=settings.sharing_weights).to(device)
     bs = weight_config.batch_size
@@ -391,7 +391,7 @@ def train_stochastic_depth(
     survive = torch.tensor(survival_probabilities(len(net.policy_blocks), last), dtype=torch.float32)
     gen = torch.Generator().manual_seed(config.seed)
     weights = _task_weights(model, config)
-    opt = _optimizer(config, net.weights())
+    opt = make_optimizer(config, net.weights())
     T = len(net.tasks)
     charge(macs=0.0, networks=1)
     start = time.perf_counter()

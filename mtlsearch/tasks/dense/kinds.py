@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,14 +34,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mtlsearch.errors import TaskError
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import TaskKindRegistrar, hookimpl
 from mtlsearch.tasks.dense.heads import HEADS, make_dense_head, upsample_to
 from mtlsearch.tasks.kinds import (
     MetricAccumulator,
     TaskKind,
     TaskSpec,
-    _as_tensor,
-    _masked_mean,
+    as_tensor,
+    masked_mean,
     get_task_kind,
 )
 
@@ -151,7 +151,7 @@ class SegmentationKind(DenseKind):
         return int(spec.num_classes or 0)
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _as_tensor(y, spec)
+        t = as_tensor(y, spec)
         if t.ndim == 4 and t.shape[1] == 1:
             t = t[:, 0]
         if t.ndim != 3:
@@ -180,7 +180,7 @@ class SegmentationKind(DenseKind):
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
         per_pixel = F.cross_entropy(_fit(output, target), target.clamp(min=0), reduction="none")
-        return _masked_mean(per_pixel, target >= 0)
+        return masked_mean(per_pixel, target >= 0)
 
     def predict(self, spec: TaskSpec, output: Tensor) -> Tensor:
         return output.argmax(dim=1)
@@ -247,7 +247,7 @@ class DepthKind(DenseKind):
         return 1
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _maps(_as_tensor(y, spec).float(), spec, 1, "depth maps")
+        t = _maps(as_tensor(y, spec).float(), spec, 1, "depth maps")
         if bool(torch.isinf(t).any()):
             raise TaskError(f"depth maps of task {spec.name!r} contain infinity")
         return torch.where(t > 0, t, torch.full_like(t, math.nan))
@@ -255,7 +255,7 @@ class DepthKind(DenseKind):
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
         valid = ~torch.isnan(target)
         err = (_fit(output, target) - torch.nan_to_num(target, nan=0.0)).abs()
-        return _masked_mean(err, valid)
+        return masked_mean(err, valid)
 
     def new_accumulator(self, spec: TaskSpec) -> MetricAccumulator:
         return _DepthAccumulator(self, spec)
@@ -309,7 +309,7 @@ class NormalsKind(DenseKind):
         return 3
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _maps(_as_tensor(y, spec).float(), spec, 3, "normal maps")
+        t = _maps(as_tensor(y, spec).float(), spec, 3, "normal maps")
         if bool(torch.isinf(t).any()):
             raise TaskError(f"normal maps of task {spec.name!r} contain infinity")
         norm = torch.linalg.vector_norm(torch.nan_to_num(t), dim=1, keepdim=True)
@@ -325,7 +325,7 @@ class NormalsKind(DenseKind):
 
     def loss(self, spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
         cos, valid = self._cosine(output, target)
-        return _masked_mean(1.0 - cos, valid)
+        return masked_mean(1.0 - cos, valid)
 
     def predict(self, spec: TaskSpec, output: Tensor) -> Tensor:
         return F.normalize(output.float(), dim=1)
@@ -448,7 +448,7 @@ class EdgeKind(DenseKind):
             )
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:
-        t = _maps(_as_tensor(y, spec).float(), spec, spec.out_dim, "edge maps")
+        t = _maps(as_tensor(y, spec).float(), spec, spec.out_dim, "edge maps")
         if bool(torch.isinf(t).any()):
             raise TaskError(f"edge maps of task {spec.name!r} contain infinity")
         return t
@@ -525,10 +525,43 @@ def per_sample_loss(spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
     return torch.where(valid, losses, torch.full_like(losses, math.nan))
 
 
-_DENSE_KINDS: tuple[type[DenseKind], ...] = (SegmentationKind, DepthKind, NormalsKind, EdgeKind)
+# Tiny examples for the conformance check (mtlsearch.testing.check_task_kind): 8x8 maps and
+# an output that predicts them exactly, for a batch of n samples.
+_TINY_SIZE = 8
+_TINY_OPTIONS = {"size": [_TINY_SIZE, _TINY_SIZE]}
+
+
+def _segmentation_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    k = int(spec.num_classes or 2)
+    y = torch.randint(0, k, (n, _TINY_SIZE, _TINY_SIZE), generator=gen)
+    return y, F.one_hot(y, k).permute(0, 3, 1, 2).float() * 8 - 4
+
+
+def _depth_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = torch.rand(n, 1, _TINY_SIZE, _TINY_SIZE, generator=gen) + 0.5
+    return y, y.clone()
+
+
+def _normals_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = F.normalize(torch.randn(n, 3, _TINY_SIZE, _TINY_SIZE, generator=gen), dim=1)
+    return y, y.clone()
+
+
+def _edges_example(spec: TaskSpec, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = (torch.rand(n, spec.out_dim, _TINY_SIZE, _TINY_SIZE, generator=gen) > 0.7).float()
+    return y, y.clone()
 
 
 @hookimpl
-def register_task_kinds(register: Callable[..., None]) -> None:
-    for kind in _DENSE_KINDS:
-        register(kind())
+def register_task_kinds(register: TaskKindRegistrar) -> None:
+    """Contribute the dense kinds, each with a tiny example for its conformance check."""
+    common = {"feature_shape": (8, 4, 4)}
+    register(SegmentationKind(), tiny={**common, "example": _segmentation_example,
+                                       "spec": {"num_classes": 3, "options": _TINY_OPTIONS}})
+    register(DepthKind(), tiny={**common, "example": _depth_example,
+                                "spec": {"options": _TINY_OPTIONS}})
+    # angles in degrees: float32 rounding of a perfect cosine is a few hundredths of a degree
+    register(NormalsKind(), tiny={**common, "example": _normals_example, "atol": 0.1,
+                                  "spec": {"options": _TINY_OPTIONS}})
+    register(EdgeKind(), tiny={**common, "example": _edges_example,
+                               "spec": {"options": _TINY_OPTIONS}})

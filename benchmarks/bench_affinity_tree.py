@@ -47,6 +47,7 @@ from mtlsearch.plugins.affinity_tree import (
 )
 from mtlsearch.plugins.affinity_tree.tree import _singletons, candidate_groupings
 from mtlsearch.plugins.random_tree import random_partition
+from mtlsearch.stats import mean_std
 from mtlsearch.viz import draw_architecture
 
 ESTIMATORS = ("full", "subset", "rsa")
@@ -183,7 +184,8 @@ def part_multi_digits(args):
         print(json.dumps({k: row[k] for k in ("seed", "best", "hard", "random", "distinct_trees")}), flush=True)
 
     def ms(values):
-        return f"{statistics.mean(values):+.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+        mean, std = mean_std(values)
+        return f"{mean:+.2f} ± {std:.2f}"
 
     print("\n| structure | parameters (mean) | Δ_MTL test, mean ± std |")
     print(f"| affinity_tree (best val over alpha grid) | {statistics.mean(r['best']['params'] for r in per_seed):,.0f} | {ms([r['best']['test'] for r in per_seed])} |")
@@ -204,7 +206,8 @@ def part_multi_digits(args):
     return per_seed
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["synthetic", "multi_digits"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -215,7 +218,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--quick", action="store_true",
                         help="synthetic: N = 4 and 8 only; multi_digits: seed 0 only")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.quick:
         args.tasks = [n for n in args.tasks if n <= 8] or args.tasks[:1]
         args.seeds = args.seeds[:1]

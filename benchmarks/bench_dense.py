@@ -8,7 +8,8 @@ parameters, test metrics per task and wall time; ``--markdown`` writes a self-co
 section ("## Dense prediction on `dense_shapes`": settings, command, table, reference
 levels and findings computed from the numbers); ``--picture`` draws input / ground truth /
 prediction maps of the hard-sharing model of the first seed
-(:func:`mtlsearch.viz.dense.draw_dense_predictions`).
+(:func:`mtlsearch.viz.draw_dense_predictions`). The markdown is rendered by
+``benchmarks/render/dense.py`` (``benchmarks/run_all.py`` renders it from ``--json``).
 
 Configurations (``--preset``; any option given explicitly overrides the preset's value):
 
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import statistics
 import sys
@@ -52,22 +52,20 @@ from mtlsearch.registry import create_space, create_strategy, list_strategies, l
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import run_strategy
 from mtlsearch.tasks.dense.kinds import confusion_metrics, detection_scores
-from mtlsearch.viz.dense import draw_dense_predictions
+from mtlsearch.viz import draw_dense_predictions
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # `report` sits next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-import report as report_helpers  # noqa: E402  (the scripts' own `report` is their results)
+if __package__:  # imported as benchmarks.bench_dense, or run with python -m
+    from .common import cpu_model, json_ready, usable_cores
+    from .render import dense as render_dense
+else:  # run as a file (python benchmarks/bench_dense.py): its folder is first on the path
+    from common import cpu_model, json_ready, usable_cores
+    from render import dense as render_dense
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURE = ROOT / "docs" / "images" / "dense_predictions"
-HEADING = "## Dense prediction on `dense_shapes`"
 STRATEGIES = ("single_task", "hard_sharing", "random_tree", "task_routing", "affinity_tree",
               "gumbel_policy", "gradient_merge")
 STRATEGY_KWARGS = {"affinity_tree": {"estimator": "rsa"}}  # "full" retrains 2·L·N models
-# Columns of the table: (task, metric, higher is better, label).
-SHOWN = (("segment", "miou", True, "segment mIoU ↑"), ("depth", "abs_err", False, "depth abs. err ↓"),
-         ("normals", "mean_angle", False, "normals mean angle ↓"), ("edges", "f1", True, "edges F1 ↑"),
-         ("edges", "mae", False, "edges MAE ↓"))
 SETTINGS = ("seeds", "n_samples", "size", "width", "small_input", "output_stride", "epochs",
             "batch_size", "lr", "edge_balance")
 PRESETS: dict[str, dict[str, Any]] = {
@@ -153,183 +151,18 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ reporting
-def _values(rs: Sequence[Mapping[str, Any]], task: str, metric: str) -> list[float | None]:
-    return [r["test"][task].get(metric) for r in rs if task in r["test"]]
-
-
-def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
-    """Mean and sample std, leaving out missing values (NaN, or None from JSON)."""
-    values = [v for v in values if v is not None and v == v]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def _fmt(pair: tuple[float, float], digits: int = 2) -> str:
-    if pair[0] != pair[0]:
-        return "-"
-    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
-
-
-def _names(items: Sequence[str]) -> str:
-    items = [f"`{i}`" for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """Markdown table, mean ± std over the seeds of each strategy's rows."""
-    tasks = {t for rs in rows.values() for r in rs for t in r["test"]}
-    shown = [c for c in SHOWN if c[0] in tasks]
-    header = ["strategy", "Δ_MTL val %", "Δ_MTL test %", "params", "MMACs"]
-    header += [c[3] for c in shown] + ["s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, rs in rows.items():
-        cells = [f"`{name}`", _fmt(mean_std([r["delta_val"] for r in rs])),
-                 _fmt(mean_std([r["delta_test"] for r in rs])),
-                 f"{statistics.fmean(r['params'] for r in rs):,.0f}",
-                 f"{statistics.fmean(r['macs'] for r in rs) / 1e6:.2f}"]
-        cells += [_fmt(mean_std(_values(rs, t, m)), 3 if m in ("miou", "f1", "mae") else 2)
-                  for t, m, _, _ in shown]
-        cells.append(f"{statistics.fmean(r['seconds'] for r in rs):.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def findings(rows: Mapping[str, Sequence[Mapping[str, Any]]], levels: Mapping[str, float]) -> list[str]:
-    """Plain-words findings computed from the numbers (one bullet each)."""
-    out: list[str] = []
-    n_seeds = max(len(rs) for rs in rows.values())
-    test = {name: mean_std([r["delta_test"] for r in rs]) for name, rs in rows.items()}
-    others = {k: v for k, v in test.items() if k != "single_task" and v[0] == v[0]}
-    if n_seeds < 2:
-        order = sorted(others, key=lambda k: -others[k][0])
-        out.append("One seed only: no standard deviation, so no difference below can be told "
-                   "from seed noise. Test Δ_MTL order: "
-                   + ", ".join(f"`{k}` {others[k][0]:+.1f} %" for k in order) + ".")
-        others = {}
-    above = [k for k, (m, s) in others.items() if m - s > 0]
-    below = [k for k, (m, s) in others.items() if m + s < 0]
-    within = [k for k in others if k not in above and k not in below]
-    parts = []
-    if above:
-        parts.append("better than single-task networks beyond one std (mean − std > 0): "
-                     + _names(above))
-    if below:
-        parts.append("worse beyond one std (mean + std < 0): " + _names(below))
-    if within:
-        parts.append("within one std of single-task networks: " + _names(within))
-    if parts:
-        out.append("Test Δ_MTL: " + "; ".join(parts) + ".")
-    if others:
-        best = max(others, key=lambda k: others[k][0])
-        tied = [k for k in others if k != best
-                and others[best][0] - others[k][0] <= max(others[best][1], others[k][1])]
-        params = {k: statistics.fmean(r["params"] for r in rows[k]) for k in others}
-        line = f"Highest mean test Δ_MTL: `{best}` ({_fmt(others[best])} %)"
-        line += (f"; not separable from it (difference within the larger std): {_names(tied)}."
-                 if tied else ", ahead of every other strategy by more than the seed noise.")
-        cheapest = min([best, *tied], key=lambda k: params[k])
-        if cheapest != best:
-            line += (f" Of these, `{cheapest}` has the fewest parameters ({params[cheapest]:,.0f} "
-                     f"against {params[best]:,.0f}).")
-        out.append(line)
-    if "background_miou" in levels:
-        mious = {k: mean_std(_values(rs, "segment", "miou")) for k, rs in rows.items()}
-        mious = {k: v for k, v in mious.items() if v[0] == v[0]}
-        if mious:
-            lo, hi = min(mious, key=lambda k: mious[k][0]), max(mious, key=lambda k: mious[k][0])
-            base = levels["background_miou"]
-            verdict = ("segmentation is learned" if mious[lo][0] >= base + 0.1 else
-                       "segmentation is barely learned by some strategies" if mious[hi][0] >= base + 0.1
-                       else "segmentation is barely learned")
-            out.append(f"Segmentation: test mIoU from {mious[lo][0]:.3f} (`{lo}`) to "
-                       f"{mious[hi][0]:.3f} (`{hi}`) against {base:.3f} for predicting background "
-                       f"everywhere: {verdict}.")
-    if "all_edges_f1" in levels:
-        f1s = {k: mean_std(_values(rs, "edges", "f1")) for k, rs in rows.items()}
-        f1s = {k: v for k, v in f1s.items() if v[0] == v[0]}
-        if f1s:
-            lo, hi = min(f1s, key=lambda k: f1s[k][0]), max(f1s, key=lambda k: f1s[k][0])
-            base = levels["all_edges_f1"]
-            verdict = ("edges are found" if f1s[lo][0] > base + 0.1 else
-                       "edges are found by some strategies" if f1s[hi][0] > base + 0.1
-                       else "edges are hardly found")
-            out.append(f"Edges ({100 * levels['edge_share']:.1f} % of the test pixels): F1 at "
-                       f"threshold 0.5 from {f1s[lo][0]:.3f} (`{lo}`) to {f1s[hi][0]:.3f} "
-                       f"(`{hi}`) against {base:.3f} for marking every pixel an edge and 0 for "
-                       f"marking none: {verdict}.")
-    per_task = {} if n_seeds < 2 else {
-                t: {k: mean_std([r["per_task_delta_test"][t] for r in rs])
-                    for k, rs in rows.items() if k != "single_task"}
-                for t in next(iter(rows.values()))[0]["per_task_delta_test"]}
-    gains = []
-    for task, by in per_task.items():
-        up = [k for k, (m, s) in by.items() if m - s > 0]
-        down = [k for k, (m, s) in by.items() if m + s < 0]
-        gains.append(f"`{task}` gains beyond one std with {_names(up) if up else 'none'}, "
-                     f"loses with {_names(down) if down else 'none'}")
-    if gains:
-        out.append("Per task (test Δ against its single-task network): " + "; ".join(gains) + ".")
-    seconds = {k: statistics.fmean(r["seconds"] for r in rs) for k, rs in rows.items()}
-    fast, slow = min(seconds, key=seconds.get), max(seconds, key=seconds.get)
-    out.append(f"Time per seed from {seconds[fast]:.0f} s (`{fast}`) to {seconds[slow]:.0f} s "
-               f"(`{slow}`, which includes the training of its own phases).")
-    return out
-
-
 def machine(settings: Mapping[str, Any]) -> str:
+    """The device the figures were taken on, in words (written into the JSON)."""
     if str(settings["device"]).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}" + (", bf16 autocast" if settings["amp"] else "")
-    return (f"CPU ({report_helpers.cpu_model()}, {report_helpers.usable_cores()} cores, "
+    return (f"CPU ({cpu_model()}, {usable_cores()} cores, "
             f"{settings['threads']} torch thread(s) per process)")
 
 
-def to_markdown(report: Mapping[str, Any], image_link: str = "images") -> str:
-    s, rows = report["settings"], report["rows"]
-    size, n = s["size"], s["n_samples"]
-    feat = size * 4 // s["output_stride"] if s["small_input"] else size // s["output_stride"]
-    lines = [
-        HEADING + (": smoke run (`--quick`)" if s["preset"] == "quick" else ""), "",
-        f"Every strategy ({_names(list(rows))}) with its default settings, one trial each "
-        "through `run_strategy` (`affinity_tree` with `estimator=\"rsa\"`, since the default "
-        "`full` estimator retrains 2·L·N models), on the generated dense dataset: four tasks "
-        "(`segment` 4 classes, `depth`, `normals`, `edges`), "
-        f"{n} scenes of {size}x{size} (70 % train, 15 % validation, 15 % test), "
-        f"DeepLab-ResNet-18 (`dilated_resnet18`, width {s['width']}, "
-        f"{'`small_input` stem, ' if s['small_input'] else ''}output stride {s['output_stride']}, "
-        f"so {feat}x{feat} feature maps) with ASPP heads; Adam lr {s['lr']}, batch "
-        f"{s['batch_size']}, {s['epochs']} epochs; the edge loss is "
-        + ("the class-balanced L1 (`balance=\"hed\"`)" if s["edge_balance"] == "hed" else "plain L1")
-        + ". Δ_MTL is AdaShare's eq. 6 over all metrics of each task (edges: MAE, RMSE, F1), "
-        "against the single-task networks of the same seed. Mean ± std over seeds "
-        f"{s['seeds']}; `s` is the wall time per seed of one strategy (single_task: its four "
-        "networks).", "",
-        f"Machine: {report['machine']}; wall time {report['wall_seconds'] / 60:.1f} min "
-        "(the longest process, when seeds ran in parallel)"
-        + (" (the `--quick` configuration: a smoke test, not a result)." if s["preset"] == "quick"
-           else "."), "",
-        "```", *report["commands"], "```", "",
-        *table(rows), "",
-    ]
-    levels = report.get("levels", {})
-    if levels:
-        lines += [f"Reference levels on the test split: mIoU of predicting background everywhere "
-                  f"{levels.get('background_miou', math.nan):.3f}; edges F1 of marking every pixel "
-                  f"an edge {levels.get('all_edges_f1', math.nan):.3f}.", ""]
-    lines += [f"- {f}" for f in findings(rows, levels)]
-    if report.get("picture"):
-        stem = Path(report["picture"]).name
-        lines += ["", f"![input, ground truth and prediction per task]({image_link}/{stem}.png)", "",
-                  "*Test scenes, their ground truth and the predictions of the hard-sharing model "
-                  f"(seed {s['seeds'][0]}). White marks ignored labels and missing depth; depth "
-                  "truth and prediction share one colour scale per scene; normals are drawn as RGB "
-                  "= (n + 1) / 2; edges dark.*"]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def print_table(report: Mapping[str, Any]) -> None:
+    """The strategies' table and the settings, on the console."""
     print()
-    print("\n".join(table(report["rows"])))
+    print("\n".join(render_dense.strategy_table(report["rows"])))
     s = report["settings"]
     print(f"\nseeds {s['seeds']}; " + ", ".join(f"{k} {s[k]}" for k in SETTINGS if k != "seeds"))
 
@@ -425,10 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.update(settings=settings, machine=machine(settings), commands=[command],
                       wall_seconds=time.perf_counter() - start)
     if args.json:  # raw results, or with --merge the merged report (e.g. to record it)
-        args.json.write_text(json.dumps(report_helpers.json_ready(report), indent=1))
+        args.json.write_text(json.dumps(json_ready(report), indent=1))
     print_table(report)
     if args.markdown:
-        args.markdown.write_text(to_markdown(report, args.image_link))
+        args.markdown.write_text(render_dense.markdown(report, args.image_link))
         print(f"wrote {args.markdown}")
     return 0
 

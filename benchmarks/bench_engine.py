@@ -565,7 +565,8 @@ def _flag(ok: bool | None) -> str:
     return "" if ok is None else ("ok" if ok else "MISSED")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller batches")
@@ -575,7 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch CPU threads (default 1: steadier when other processes share the CPU)",
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 21, 31 on a GPU; 7 quick)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda was asked for but no CUDA GPU is available", file=sys.stderr)

@@ -42,25 +42,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mtlsearch import create_space
+from mtlsearch.data.dataset import from_arrays
+from mtlsearch.engine.model import materialize
+from mtlsearch.engine.train import TrainConfig, Trainer
+from mtlsearch.graph.sharing import SharingGraph
+from mtlsearch.tasks.kinds import TaskSpec
 
-from bench_engine import copy_weights, hand_resnet18, interleaved  # noqa: E402
+if __package__:  # imported as benchmarks.bench_gpu, or run with python -m
+    from .bench_engine import copy_weights, hand_resnet18, interleaved
+    from .render import gpu as render_gpu
+    from .render.gpu import TARGET_THROUGHPUT
+else:  # run as a file (python benchmarks/bench_gpu.py): its folder is first on the path
+    from bench_engine import copy_weights, hand_resnet18, interleaved
+    from render import gpu as render_gpu
+    from render.gpu import TARGET_THROUGHPUT
 
-from mtlsearch import create_space  # noqa: E402
-from mtlsearch.data.dataset import from_arrays  # noqa: E402
-from mtlsearch.engine.model import materialize  # noqa: E402
-from mtlsearch.engine.train import TrainConfig, Trainer  # noqa: E402
-from mtlsearch.graph.sharing import SharingGraph  # noqa: E402
-from mtlsearch.tasks.kinds import TaskSpec  # noqa: E402
-
-TARGET_THROUGHPUT = 0.95
 DEVICE = torch.device("cuda")  # --device cpu: a smoke run of the code paths, no figures
 
 
 def _sync() -> None:
     if DEVICE.type == "cuda":
         torch.cuda.synchronize()
-TARGET_ROUTING_FLAT = 1.25
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,99 +314,12 @@ def bench_search(n: int, epochs: int, trials: int, strategies: Sequence[str]) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# Report
+# The run (its section of docs/benchmarks.md is rendered by benchmarks/render/gpu.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def _met(ok: bool) -> str:
-    return "**met**" if ok else "**not met**"
-
-
-def to_markdown(result: dict[str, Any]) -> str:
-    """The GPU section of docs/benchmarks.md from :func:`run`'s result."""
-    s = result["settings"]
-    lines = [
-        "## GPU path",
-        "",
-        f"Device: **{result['device']}**, torch {result['torch']}, measured "
-        f"{result['date']}. Command: `{result['command']}`.",
-        "",
-    ]
-    if "throughput" in result:
-        rows = result["throughput"]
-        ok = all(r["ok"] for r in rows)
-        lines += [
-            f"### a. Multi-task ResNet-18 training throughput ({s['tasks']} tasks, width "
-            f"{s['width']}, batch {s['batch']}, 32x32)",
-            "",
-            f"Target: materialized / hand-written throughput >= {TARGET_THROUGHPUT} under every "
-            f"setting: {_met(ok)}.",
-            "",
-            "| setting | mtlsearch ms/step | by hand ms/step | throughput ratio | speed-up vs fp32 |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['setting']} | {r['mtlsearch_ms']:.3f} | {r['hand_ms']:.3f} | "
-            f"{r['throughput_ratio']:.3f} | {r['speedup_vs_fp32']:.2f}x |" for r in rows
-        ]
-        lines.append("")
-    if "trainer" in result:
-        t = result["trainer"]
-        lines += [
-            "### b. The trainer's automatic settings",
-            "",
-            f"`Trainer.fit`, hard-sharing ResNet-18, 10 tasks, {t['n_train']} training images, "
-            f"{t['epochs']} epochs, batch 256: defaults (bf16, channels-last, data kept on the "
-            f"GPU) {t['samples_per_s_automatic']:.0f} samples/s against all off (fp32, "
-            f"contiguous, host batches) {t['samples_per_s_off']:.0f} samples/s: "
-            f"**{t['speedup']:.2f}x**.",
-            "",
-        ]
-    if "routing" in result:
-        rows = result["routing"]
-        flat = rows[-1]["step_ms"] / rows[0]["step_ms"]
-        lines += [
-            "### c. Task routing at many tasks (routed-mask ResNet-18, σ = 0.4, bf16)",
-            "",
-            f"Target: the one-active-task step grows at most {TARGET_ROUTING_FLAT}x from "
-            f"{rows[0]['tasks']} to {rows[-1]['tasks']} tasks: {flat:.2f}x, "
-            f"{_met(flat <= TARGET_ROUTING_FLAT)}.",
-            "",
-            "| tasks | one-task step ms | all-task evaluation s | rows | peak MiB |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['tasks']} | {r['step_ms']:.3f} | {r['eval_s']:.3f} | {r['eval_rows']} | "
-            f"{r['peak_mib']:.0f} |" for r in rows
-        ]
-        lines.append("")
-    if "search" in result:
-        rows = result["search"]
-        lines += [
-            f"### d. End-to-end search, 64x64 inputs, 40 tasks ({s['search_n']} generated "
-            f"images, 4 planted attribute groups, ResNet-18 width 32, {s['search_epochs']} "
-            "epochs per candidate)",
-            "",
-            "No target: the whole path (study, proposals, training, evaluation on the GPU).",
-            "ARI compares the branches at the last block of the best architecture with the "
-            "planted groups.",
-            "",
-            "| strategy | trials complete | wall s | s per trial | best Δ_MTL % | params | ARI |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            delta = "–" if r["best_delta_mtl"] is None else f"{r['best_delta_mtl']:+.2f}"
-            params = "–" if r["best_params"] is None else f"{r['best_params']:,.0f}"
-            ari = "–" if r["ari_last_block"] is None else f"{r['ari_last_block']:.2f}"
-            lines.append(
-                f"| {r['strategy']} | {r['complete']}/{r['trials']} | {r['wall_s']:.1f} | "
-                f"{r['s_per_trial']:.1f} | {delta} | {params} | {ari} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every part of ``args.only`` (default all): the JSON the section is rendered from."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -450,7 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
     parser.add_argument("--only", nargs="+", choices=["throughput", "trainer", "routing", "search"])
@@ -461,7 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, help="only render --markdown from this JSON")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu: a tiny smoke run of every code path (figures meaningless)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
     if args.from_json:
@@ -475,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")
     if args.markdown:
-        args.markdown.write_text(to_markdown(result) + "\n")
+        args.markdown.write_text(render_gpu.markdown(result) + "\n")
         print(f"wrote {args.markdown}")
     return 0
 

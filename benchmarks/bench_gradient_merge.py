@@ -38,6 +38,7 @@ from mtlsearch.engine.train import TrainConfig
 from mtlsearch.plugins.gradient_merge import GradientMerge
 from mtlsearch.plugins.gradient_merge.plots import plot_final_groups, plot_group_formation
 from mtlsearch.registry import create_space, create_strategy, load_dataset
+from mtlsearch.stats import mean_std
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.strategy.pipeline import run_strategy
 
@@ -46,9 +47,11 @@ GM = {"min_cluster_size": 2, "min_samples": 1, "tt_rank": 4}
 
 
 def ms(values: list[float], digits: int = 2) -> str:
+    """``mean ± std`` over seeds; the value alone for one seed."""
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def mean_acc(metrics: dict) -> float:
@@ -225,7 +228,8 @@ def scaling_cost(task_counts: list[int], repeats: int, n_samples: int) -> dict:
     return {"settings": settings, "rows": rows}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, fewer epochs")
     parser.add_argument("--part", choices=["all", "cost"], default="all",
@@ -237,7 +241,11 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=1000,
                         help="synthetic samples of --part cost")
     parser.add_argument("--json", help="--part cost: write the figures as JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.part == "cost":

@@ -31,6 +31,7 @@ from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.plugins.gumbel_policy import GumbelPolicy, draw_policy, draw_task_correlation
 from mtlsearch.plugins.random_tree import RandomTree
 from mtlsearch.registry import create_strategy
+from mtlsearch.stats import mean_std
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.strategy.pipeline import evaluate_proposal
 
@@ -75,10 +76,12 @@ def best_of_trials(strategy, ctx: SearchContext, trials: int):
     return best
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std_text(values: list[float]) -> str:
+    """``+mean ± std`` over seeds; the value alone for one seed."""
     if len(values) == 1:
         return f"{values[0]:+.2f}"
-    return f"{statistics.fmean(values):+.2f} ± {statistics.stdev(values):.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:+.2f} ± {std:.2f}"
 
 
 def main() -> None:
@@ -172,10 +175,10 @@ def main() -> None:
     for name, row in rows.items():
         if "val" not in row:
             continue
-        print(f"{name:<18} {mean_std(row['val']):>16} {mean_std(row['test']):>16} "
+        print(f"{name:<18} {mean_std_text(row['val']):>16} {mean_std_text(row['test']):>16} "
               f"{statistics.fmean(row['params']):>10.0f} {statistics.fmean(row['seconds']):>8.0f}")
     for name, values in costs.items():
-        print(f"{name}: {mean_std(values).lstrip('+')} (per seed: {[round(v, 2) for v in values]})")
+        print(f"{name}: {mean_std_text(values).lstrip('+')} (per seed: {[round(v, 2) for v in values]})")
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "costs": costs}, indent=1))
 

@@ -122,7 +122,8 @@ def shown_command(seeds: Sequence[int], threads: int, device: str) -> str:
     return " ".join(words)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
                         help="compare's seeds (default 0 1 2, the main job)")
@@ -133,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="compare's output folder (default: a temporary one, removed after); "
                              "must not hold earlier studies, which compare would reuse")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else list(args.seeds)
 

@@ -36,7 +36,7 @@ there) and ``digits``.
 Each (dataset, seed) runs in its own process (``--jobs`` at a time, one torch thread each)
 and writes ``--out/<dataset>/seed<k>.json``; the main process merges them, summarises (curves,
 paired differences, ARIs: all in the ``--json`` output) and renders the markdown section with
-``benchmarks/report.py`` (``render_search_quality``), which also checks the targets.
+``benchmarks/render/quality.py``, which also checks the targets.
 ``--quick`` is the smoke size of the benchmark suite; the default is the recorded size.
 """
 
@@ -58,14 +58,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if __package__:  # imported as benchmarks.bench_search_quality, or run with python -m
+    from .common import json_ready, machine_info
+    from .render import quality as render_quality
+else:  # run as a file (python benchmarks/bench_search_quality.py): its folder is first on the path
+    from common import json_ready, machine_info
+    from render import quality as render_quality
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:  # `report` sits next to this file
-    sys.path.insert(0, str(HERE))
-
-import report  # noqa: E402
-
-HEADING = "## Search quality"
 
 # ------------------------------------------------------------------------------ settings
 
@@ -550,13 +551,6 @@ def value_at(points: Sequence[Mapping[str, Any]], budget: float) -> tuple[float,
     return float(last["val"]), float(last["test"])
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std of the finite values (NaN, NaN without any)."""
-    from mtlsearch.stats import mean_std as ms
-
-    return ms([v for v in values if _finite(v)])
-
-
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, Any]:
     """``a - b`` seed by seed (:func:`mtlsearch.stats.paired_difference`), with the per-seed
     differences and ``better``: ``a`` beats ``b`` beyond the paired noise."""
@@ -651,6 +645,8 @@ def summarise(seed_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     at each checkpoint), ``oracle`` and ``claims`` (paired differences of test Δ_MTL),
     ``versus_random_tree`` and ``leaderboard`` (compare's strategies by mean test Δ_MTL).
     """
+    from mtlsearch.stats import nan_mean_std
+
     seed_runs = sorted(seed_runs, key=lambda r: r["seed"])
     seeds = [r["seed"] for r in seed_runs]
     first = seed_runs[0]
@@ -688,7 +684,7 @@ def summarise(seed_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for x in [*[g for g in grid if g < end], end]:  # up to where the longest seed stopped
             vals = [value_at(f["curve"], x) for f in figs]
             if len(figs) == len(seeds) and all(_finite(v[0]) for v in vals):
-                v, t = mean_std([v[0] for v in vals]), mean_std([v[1] for v in vals])
+                v, t = nan_mean_std([v[0] for v in vals]), nan_mean_std([v[1] for v in vals])
                 curve.append({"compute": round(x, 4), "val": [round(a, 4) for a in v],
                               "test": [round(a, 4) for a in t]})
         out_entries[label] = {
@@ -698,20 +694,21 @@ def summarise(seed_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "kwargs": {} if label == SINGLE_TASK else run0.get("kwargs"),
             "seeds": {str(s): {k: v for k, v in f.items()} for s, f in by_seed.items()},
             "n": len(figs),
-            "val": mean_std([f["val"] for f in figs]),
-            "test": mean_std([f["test"] for f in figs]),
-            "compute": mean_std([f["compute"] for f in figs]),
-            "trials": mean_std([f["trials"] for f in figs]),
+            "val": nan_mean_std([f["val"] for f in figs]),
+            "test": nan_mean_std([f["test"] for f in figs]),
+            "compute": nan_mean_std([f["compute"] for f in figs]),
+            "trials": nan_mean_std([f["trials"] for f in figs]),
             "failed": sum(f["failed"] for f in figs),
-            "n_params": mean_std([f["n_params"] for f in figs if f["n_params"] is not None]),
-            "seconds": mean_std([f["seconds"] for f in figs if f["seconds"] is not None]),
-            "ari": mean_std([f["ari"] for f in figs if f["ari"] is not None]) if planted else None,
+            "n_params": nan_mean_std([f["n_params"] for f in figs if f["n_params"] is not None]),
+            "seconds": nan_mean_std([f["seconds"] for f in figs if f["seconds"] is not None]),
+            "ari": (nan_mean_std([f["ari"] for f in figs if f["ari"] is not None])
+                    if planted else None),
             "structures": _counts(f["structure"] for f in figs),
-            "first_compute": mean_std([f["first_compute"] for f in figs
-                                       if f["first_compute"] is not None]),
+            "first_compute": nan_mean_std([f["first_compute"] for f in figs
+                                           if f["first_compute"] is not None]),
             "curve": curve,
             "at": {f"{c:g}": {
-                "test": mean_std([value_at(f["curve"], c)[1] for f in figs]),
+                "test": nan_mean_std([value_at(f["curve"], c)[1] for f in figs]),
                 "defined": sum(_finite(value_at(f["curve"], c)[1]) for f in figs)}
                 for c in checkpoints},
         }
@@ -776,7 +773,7 @@ def run_one(key: str, seed: int, args: argparse.Namespace, out: Path) -> None:
                    kwargs_override=override)
     path = _seed_path(out, key, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.json_ready(raw)), encoding="utf-8")
+    path.write_text(json.dumps(json_ready(raw)), encoding="utf-8")
 
 
 def run_all(pairs: Sequence[tuple[str, int]], args: argparse.Namespace, out: Path) -> None:
@@ -808,7 +805,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run (unless ``--report-only``), merge, summarise; write ``--json`` and ``--markdown``."""
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_quality-"))
     configs = datasets()
-    result: dict[str, Any] = {"command": args.command, "machine": report.machine_info(
+    result: dict[str, Any] = {"command": args.command, "machine": machine_info(
         args.device or "cpu"), "quick": args.quick, "seeds": list(args.seeds),
         "threads": args.threads, "jobs": args.jobs, "out": str(out), "datasets": {}}
     if args.report_only:
@@ -838,12 +835,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary["note"] = configs[key].note
         summary["label_noise"] = label_noise(configs[key], bool(result["quick"]))
         result["datasets"][key] = summary
-    result = report.json_ready(result)
+    result = json_ready(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.markdown:
         images = Path(args.images) if args.images else None
-        Path(args.markdown).write_text(report.render_search_quality(result, images, args.image_link)
+        Path(args.markdown).write_text(render_quality.markdown(result, images, args.image_link)
                                        + "\n", encoding="utf-8")
     return result
 

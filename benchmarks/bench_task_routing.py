@@ -248,7 +248,8 @@ def run_images(args: argparse.Namespace) -> None:
         print(f"wrote {stem}.png")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this script (``benchmarks/run_all.py`` passes some of them)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="part", required=True)
     s = sub.add_parser("sweep")
@@ -265,7 +266,11 @@ def main() -> None:
     sub.add_parser("images")
     m = sub.add_parser("memory-child")
     m.add_argument("n", type=int)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.part == "sweep":
         run_sweep(args)
     elif args.part == "scale":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
@@ -24,6 +23,7 @@ from mtlsearch import (
     evaluate_proposal,
     load_dataset,
 )
+from mtlsearch.stats import mean_std
 
 GOOD = [["left_even", "left_ge5"], ["right_even", "right_ge5"], ["left_gt_right", "sum_ge10"]]
 BAD = [["left_even", "right_ge5"], ["right_even", "left_gt_right"], ["left_ge5", "sum_ge10"]]
@@ -66,7 +66,7 @@ def main() -> None:
     print(f"\n{'structure':30s} {'Δ_MTL test mean ± std':>24s}")
     summary = {}
     for name, values in scores.items():
-        mean, std = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, std = mean_std(values)
         summary[name] = {"mean": mean, "std": std, "values": values}
         print(f"{name:30s} {mean:+10.2f} ± {std:.2f}")
     good = summary["good_tree (left|right|both)"]

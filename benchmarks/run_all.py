@@ -9,13 +9,14 @@ One command, from the repository root::
                                                   # (the header keeps the run that measured it)
     python benchmarks/run_all.py --device cuda    # engine, search and GPU parts on the GPU
 
-Each part is one benchmark script run as a subprocess, writing its raw figures as JSON (and,
-for the parts other scripts render themselves, markdown) into ``--out`` (default
-``runs/bench``), its output into ``--out/logs/<part>.log``. Parts run ``--jobs`` at a time
-(default 2 on the CPU: every script uses one torch thread, so two fill the two cores and the
-side-by-side ratios are unaffected; 1 with ``--device cuda``). Then the documents are written
-from whatever JSON is in ``--out``: a part that failed, or was not run, shows why in place of
-its figures, so the documents are always complete.
+Each part is one benchmark script run as a subprocess, writing its raw figures as JSON into
+``--out`` (default ``runs/bench``), its output into ``--out/logs/<part>.log``. Parts run
+``--jobs`` at a time (default 2 on the CPU: every script uses one torch thread, so two fill
+the two cores and the side-by-side ratios are unaffected; 1 with ``--device cuda``). Then the
+documents are assembled from whatever JSON is in ``--out``, every part's section rendered by
+:mod:`benchmarks.render`: a part that failed, or was not run, shows why in place of its
+figures, so the documents are always complete. ``python -m benchmarks.run_all`` is the same
+command.
 
 Parts (``--only`` takes these names, or the section letters a-f):
 
@@ -28,8 +29,9 @@ merge       c        bench_gradient_merge.py --part cost (gradient merging at 10
 search      d, e     bench_search_cost.py (``mtlsearch compare``: per strategy, end to end)
 affinity    d        bench_affinity_tree.py --part synthetic (estimators' cost against N)
 gpu         f        bench_gpu.py (only with ``--device cuda``)
-results     results  bench_results.py --markdown (docs/results.md, strategies side by side)
-dense       results  bench_dense.py --markdown (docs/results.md, dense prediction)
+results     results  bench_results.py --quick (docs/results.md, strategies side by side)
+dense       results  bench_dense.py --quick (docs/results.md, dense prediction; under the
+                     recorded 3-seed run)
 quality     results  bench_search_quality.py --quick (docs/results.md, search quality; under
                      the recorded 5-seed run)
 ==========  =======  ====================================================================
@@ -46,9 +48,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+if __package__:  # imported as benchmarks.run_all (the tests), or run with python -m
+    from . import bench_results
+    from .common import machine_info
+    from .render import affinity, dense, engine, gpu, merge, pages, quality, results, routing
+    from .render import search as search_cost
+    from .render.markup import Section, demote_headings, not_generated
+else:  # run as a file (python benchmarks/run_all.py): its folder is first on the path
+    import bench_results
+    from common import machine_info
+    from render import affinity, dense, engine, gpu, merge, pages, quality, results, routing
+    from render import search as search_cost
+    from render.markup import Section, demote_headings, not_generated
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -56,11 +71,6 @@ ROOT = HERE.parent
 RECORDED_DENSE = HERE / "recorded" / "dense_meaningful.md"
 # bench_search_quality.py at its default size (5 seeds, about 25 min on 2 cores): recorded once.
 RECORDED_QUALITY = HERE / "recorded" / "search_quality.json"
-if str(HERE) not in sys.path:  # `report` sits next to this file
-    sys.path.insert(0, str(HERE))
-
-import report  # noqa: E402
-from report import Section  # noqa: E402
 
 PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense", "quality")
 LETTERS = {"a": ["engine"], "b": ["engine"], "c": ["routing", "merge"],
@@ -79,19 +89,12 @@ class Job:
     script: str
     argv: list[str]
     outputs: list[Path]
-    skip_reason: str | None = None  # set: the part cannot run (e.g. the script is missing)
-    extra: dict[str, Any] = field(default_factory=dict)
+    skip_reason: str | None = None  # set: the part cannot run here (gpu without CUDA)
 
     @property
     def command(self) -> str:
+        """The command as the documents show it (run from the repository root)."""
         return " ".join(["python", f"benchmarks/{self.script}", *self.argv])
-
-
-def _has_option(script: str, option: str) -> bool:
-    """Whether ``benchmarks/<script>`` declares ``option`` (read from its source, without
-    importing it, so a script under construction elsewhere is judged by what it has now)."""
-    path = HERE / script
-    return path.exists() and f'"{option}"' in path.read_text(encoding="utf-8")
 
 
 def _rel(path: Path) -> str:
@@ -102,81 +105,56 @@ def _rel(path: Path) -> str:
 
 
 def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
-    """Every part's job for these options (paths under ``out``)."""
+    """Every part's job for these options (paths under ``out``): the declaration of the suite,
+    each script with the options it is given (``args``: ``quick``, ``threads``, ``device`` and,
+    optionally, ``docs``). Every part writes ``out/<part>.json`` and nothing else the
+    documents read."""
     q, threads, dev = args.quick, str(args.threads), args.device
     o = {p: out / f"{p}.json" for p in PARTS}
     jobs: dict[str, Job] = {}
 
-    engine = ["--device", dev, "--threads", threads, "--json", _rel(o["engine"])]
-    engine += ["--quick"] if q else ["--reps", "7"]
-    outputs = [o["engine"]]
-    if _has_option("bench_engine.py", "--markdown"):
-        engine += ["--markdown", _rel(out / "engine.md")]
-        outputs.append(out / "engine.md")
-    jobs["engine"] = Job("engine", "bench_engine.py", engine, outputs)
+    engine_argv = ["--device", dev, "--threads", threads, "--json", _rel(o["engine"])]
+    engine_argv += ["--quick"] if q else ["--reps", "7"]
+    jobs["engine"] = Job("engine", "bench_engine.py", engine_argv, [o["engine"]])
 
-    routing = ["scale", "--json", _rel(o["routing"])] + (["--quick"] if q else [])
-    jobs["routing"] = Job("routing", "bench_task_routing.py", routing, [o["routing"]])
+    routing_argv = ["scale", "--json", _rel(o["routing"])] + (["--quick"] if q else [])
+    jobs["routing"] = Job("routing", "bench_task_routing.py", routing_argv, [o["routing"]])
 
-    merge = ["--part", "cost", "--json", _rel(o["merge"])]
-    merge += ["--tasks", "10", "78", "312", "--repeats", "1"] if q else []
-    jobs["merge"] = Job("merge", "bench_gradient_merge.py", merge, [o["merge"]])
+    merge_argv = ["--part", "cost", "--json", _rel(o["merge"])]
+    merge_argv += ["--tasks", "10", "78", "312", "--repeats", "1"] if q else []
+    jobs["merge"] = Job("merge", "bench_gradient_merge.py", merge_argv, [o["merge"]])
 
-    search = ["--json", _rel(o["search"]), "--threads", threads, "--device", dev]
-    jobs["search"] = Job("search", "bench_search_cost.py", search + (["--quick"] if q else []),
+    search_argv = ["--json", _rel(o["search"]), "--threads", threads, "--device", dev]
+    jobs["search"] = Job("search", "bench_search_cost.py", search_argv + (["--quick"] if q else []),
                          [o["search"]])
 
-    affinity = ["--part", "synthetic", "--threads", threads, "--json", _rel(o["affinity"]),
-                "--out-dir", _rel(out)] + (["--quick"] if q else [])
-    jobs["affinity"] = Job("affinity", "bench_affinity_tree.py", affinity, [o["affinity"]])
+    affinity_argv = ["--part", "synthetic", "--threads", threads, "--json", _rel(o["affinity"]),
+                     "--out-dir", _rel(out)] + (["--quick"] if q else [])
+    jobs["affinity"] = Job("affinity", "bench_affinity_tree.py", affinity_argv, [o["affinity"]])
 
-    gpu = Job("gpu", "bench_gpu.py", ["--markdown", _rel(out / "gpu.md")], [out / "gpu.md"])
-    if dev != "cuda":
-        gpu.skip_reason = "run with --device cpu"
-    elif not (HERE / "bench_gpu.py").exists():
-        gpu.skip_reason = "benchmarks/bench_gpu.py does not exist yet"
-    elif not _has_option("bench_gpu.py", "--markdown"):
-        gpu.skip_reason = "benchmarks/bench_gpu.py has no --markdown option yet"
-    else:
-        if q and _has_option("bench_gpu.py", "--quick"):
-            gpu.argv.append("--quick")
-        if _has_option("bench_gpu.py", "--json"):
-            gpu.argv += ["--json", _rel(o["gpu"])]
-    jobs["gpu"] = gpu
+    gpu_argv = ["--json", _rel(o["gpu"])] + (["--quick"] if q else [])
+    jobs["gpu"] = Job("gpu", "bench_gpu.py", gpu_argv, [o["gpu"]],
+                      skip_reason=None if dev == "cuda" else f"run with --device {dev}")
 
-    for part, script in (("results", "bench_results.py"), ("dense", "bench_dense.py")):
-        job = Job(part, script, ["--markdown", _rel(out / f"{part}.md")], [out / f"{part}.md"])
-        if not (HERE / script).exists():
-            job.skip_reason = f"benchmarks/{script} does not exist yet"
-        elif not _has_option(script, "--markdown"):
-            job.skip_reason = f"benchmarks/{script} has no --markdown option yet"
-        else:
-            # Both scripts' --quick is the suite's size ("the budget of the one-command
-            # benchmark suite"); the suite's own --quick trims results to one seed.
-            if _has_option(script, "--quick"):
-                job.argv.append("--quick")
-            if q and part == "results" and _has_option(script, "--seeds"):
-                job.argv += ["--seeds", "0"]
-            if _has_option(script, "--threads"):
-                job.argv += ["--threads", threads]
-            if _has_option(script, "--json"):
-                job.argv += ["--json", _rel(o[part])]
-            if _has_option(script, "--images") and getattr(args, "docs", None) is not None:
-                job.argv += ["--images", _rel(Path(args.docs) / "images")]
-            if _has_option(script, "--device") and dev != "cpu":
-                job.argv += ["--device", dev]
-        jobs[part] = job
+    # Both scripts' --quick is the suite's size ("the budget of the one-command benchmark
+    # suite"), in the full run too; the suite's own --quick trims results to one seed.
+    on_device = ["--device", dev] if dev != "cpu" else []
+    results_argv = ["--quick", *(["--seeds", "0"] if q else []), "--threads", threads,
+                    "--json", _rel(o["results"])]
+    if getattr(args, "docs", None) is not None:  # its Pareto plots go with the page
+        results_argv += ["--images", _rel(Path(args.docs) / "images")]
+    jobs["results"] = Job("results", "bench_results.py", results_argv + on_device,
+                          [o["results"]])
+    jobs["dense"] = Job("dense", "bench_dense.py",
+                        ["--quick", "--threads", threads, "--json", _rel(o["dense"]), *on_device],
+                        [o["dense"]])
 
     # Always its smoke size: the default size (5 seeds) is recorded (RECORDED_QUALITY) and
     # rendered above it. One process, so the suite keeps two busy cores.
-    quality = Job("quality", "bench_search_quality.py",
-                  ["--quick", "--jobs", "1", "--threads", threads, "--json", _rel(o["quality"]),
-                   "--out", _rel(out / "quality_runs")], [o["quality"]])
-    if not (HERE / "bench_search_quality.py").exists():
-        quality.skip_reason = "benchmarks/bench_search_quality.py does not exist yet"
-    elif dev != "cpu":
-        quality.argv += ["--device", dev]
-    jobs["quality"] = quality
+    jobs["quality"] = Job("quality", "bench_search_quality.py",
+                          ["--quick", "--jobs", "1", "--threads", threads,
+                           "--json", _rel(o["quality"]), "--out", _rel(out / "quality_runs"),
+                           *on_device], [o["quality"]])
     return jobs
 
 
@@ -272,8 +250,8 @@ def _with_recorded_dense(recorded: Path, smoke: str | None, why: str) -> str:
             f"`{rel}`, rendered from the per-seed JSON in `{seeds_rel}/` by "
             f"`python benchmarks/bench_dense.py --merge {seeds_rel}/seed*.json "
             f"--markdown {rel}`.*")
-    smoke = (report.demote_headings(smoke, 1) if smoke is not None else
-             "### Smoke run (`--quick`)\n\n" + report.not_generated(why))
+    smoke = (demote_headings(smoke, 1) if smoke is not None else
+             "### Smoke run (`--quick`)\n\n" + not_generated(why))
     return "\n\n".join([recorded.read_text(encoding="utf-8").strip(), note, smoke])
 
 
@@ -300,18 +278,17 @@ def _quality_section(out: Path, images: Path | None, status: Mapping[str, Mappin
         note = (f"*Recorded run at the default size, not repeated by the suite (see "
                 f"benchmarks/README.md): `{_rel(recorded)}`, written by `{rec.get('command')}`; "
                 "the suite's own smoke run follows it.*")
-        parts.append(report.render_search_quality(rec, images, note=note).strip())
+        parts.append(quality.markdown(rec, images, note=note).strip())
     if smoke is not None:
-        body = report.render_search_quality(smoke, images, image_tag="smoke_",
-                                            intro=rec is None)
+        body = quality.markdown(smoke, images, image_tag="smoke_", intro=rec is None)
         body = body + _source("quality", status, ran)
         if rec is not None:  # under the recorded run's heading
-            body = "### Smoke run (`--quick`)\n\n" + report.demote_headings(
+            body = "### Smoke run (`--quick`)\n\n" + demote_headings(
                 body.split("\n", 1)[1], 1).strip()
         parts.append(body.strip())
     else:
         parts.append("### Smoke run (`--quick`)\n\n"
-                     + report.not_generated(_why("quality", status, jobs)))
+                     + not_generated(_why("quality", status, jobs)))
     return "\n\n".join(parts)
 
 
@@ -321,16 +298,17 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
              machine: Mapping[str, Any] | None = None,
              recorded_dense: Path | None = RECORDED_DENSE,
              recorded_quality: Path | None = RECORDED_QUALITY) -> tuple[Path, Path]:
-    """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON/markdown in ``out``.
+    """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON in ``out``.
 
     Args:
-        out: The folder the parts wrote into (``<part>.json``, ``<part>.md``, ``status.json``).
+        out: The folder the parts wrote into (``<part>.json``; ``status.json``, ``run.json``).
         docs: The documentation folder; pictures go to ``docs/images``.
         command: The command shown in the header; ``device``: the run's device.
         total_seconds: Wall time of the run; ``ran``: the parts run by this invocation.
         jobs: The jobs (for the reasons of skipped parts); ``date``: default now.
         draw: Draw the plots (``docs/images/bench_*.png``/``.svg``).
-        machine: :func:`report.machine_info` of the run (default: this machine, now).
+        machine: :func:`benchmarks.common.machine_info` of the run (default: this machine,
+            now).
         recorded_dense: The recorded dense results at the meaningful size; when the file
             exists it heads the dense section and the suite's own (smoke) run follows it.
         recorded_quality: The recorded ``bench_search_quality.py`` JSON at its default size;
@@ -343,109 +321,105 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
     status = _load(out / "status.json") or {}
     date = date or _now()
     images = docs / "images" if draw else None
-    machine = machine or report.machine_info(device)
-    head = report.header("Benchmarks", command=command, date=date, machine=machine,
+    machine = machine or machine_info(device)
+    head = pages.header("Benchmarks", command=command, date=date, machine=machine,
                          total_seconds=total_seconds)
 
     def data(part: str) -> Any:
         return _load(out / f"{part}.json") if not (status.get(part) or {}).get("reason") else None
 
     sections: list[Section] = []
-    engine = data("engine")
-    engine_md = out / "engine.md"
-    if engine is not None:
-        targets = report.engine_targets(engine)
-        a_body, b_body = report.render_engine(engine, images)
-        if engine_md.exists():  # bench_engine.py renders its own tables
-            a_body = report.demote_headings(engine_md.read_text(encoding="utf-8"), 2)
-            b_body = "The shared-prefix tables are part of section a above (the same run)."
+    engine_data = data("engine")
+    if engine_data is not None:
+        targets = engine.targets(engine_data)
+        a_body, b_body = engine.markdown(engine_data, images)
         src = _source("engine", status, ran)
         sections.append(Section("a", "Engine overhead", a_body + src,
                                 [t for t in targets if t.section == "a"]))
         sections.append(Section("b", "Shared-prefix execution", b_body + src,
                                 [t for t in targets if t.section == "b"]))
     else:
-        why = report.not_generated(_why("engine", status, jobs))
+        why = not_generated(_why("engine", status, jobs))
         sections += [Section("a", "Engine overhead", why), Section("b", "Shared-prefix execution", why)]
 
     c_parts, c_targets = [], []
-    for part, render, targets in (("routing", report.render_routing, report.routing_targets),
-                                  ("merge", report.render_merge, report.merge_targets)):
+    for part, renderer in (("routing", routing), ("merge", merge)):
         d = data(part)
         if d is None:
-            c_parts.append(report.not_generated(f"{part}: " + _why(part, status, jobs)))
+            c_parts.append(not_generated(f"{part}: " + _why(part, status, jobs)))
         else:
-            c_parts.append(render(d, images) + _source(part, status, ran))
-            c_targets += targets(d)
+            c_parts.append(renderer.markdown(d, images) + _source(part, status, ran))
+            c_targets += renderer.targets(d)
     sections.append(Section("c", "Many tasks", "\n\n".join(c_parts), c_targets))
 
     d_parts, d_targets = [], []
-    search = data("search")
-    if search is None:
-        d_parts.append(report.not_generated("search: " + _why("search", status, jobs)))
+    search_data = data("search")
+    if search_data is None:
+        d_parts.append(not_generated("search: " + _why("search", status, jobs)))
     else:
-        d_parts.append(report.render_search(search, images) + _source("search", status, ran))
-        d_targets += report.search_targets(search)
-    affinity = data("affinity")
-    if affinity is None:
-        d_parts.append(report.not_generated("affinity: " + _why("affinity", status, jobs)))
+        d_parts.append(search_cost.markdown(search_data, images) + _source("search", status, ran))
+        d_targets += search_cost.targets(search_data)
+    affinity_data = data("affinity")
+    if affinity_data is None:
+        d_parts.append(not_generated("affinity: " + _why("affinity", status, jobs)))
     else:
         cmd = (status.get("affinity") or {}).get("command", "")
-        d_parts.append(report.render_affinity(affinity, cmd, images)
+        d_parts.append(affinity.markdown(affinity_data, cmd, images)
                        + _source("affinity", status, ran))
-        d_targets += report.affinity_targets(affinity)
+        d_targets += affinity.targets(affinity_data)
     sections.append(Section("d", "Search cost", "\n\n".join(d_parts), d_targets))
 
-    if search is None:
+    if search_data is None:
         sections.append(Section("e", "The README's main job, end to end",
-                                report.not_generated(_why("search", status, jobs))))
+                                not_generated(_why("search", status, jobs))))
     else:
         sections.append(Section("e", "The README's main job, end to end",
-                                report.render_main_job(search) + _source("search", status, ran),
-                                [report.main_job_target(search)]))
+                                search_cost.main_job_markdown(search_data)
+                                + _source("search", status, ran),
+                                [search_cost.main_job_target(search_data)]))
 
-    gpu_md = out / "gpu.md"
-    if "gpu" in ran and gpu_md.exists() and not (status.get("gpu") or {}).get("reason"):
-        body = report.demote_headings(gpu_md.read_text(encoding="utf-8"), 2)
+    # Only this invocation's GPU figures: a CPU run after a GPU run says it measured none.
+    gpu_data = data("gpu") if "gpu" in ran else None
+    if gpu_data is not None:
+        body = demote_headings(gpu.markdown(gpu_data), 2)
         sections.append(Section("f", "GPU", body + _source("gpu", status, ran)))
     else:
-        if "gpu" in ran or (jobs.get("gpu") and jobs["gpu"].skip_reason and device == "cuda"):
+        if "gpu" in ran:
             why = _why("gpu", status, jobs)
         elif device == "cuda":
             why = "the gpu part was not run by this invocation (`--only gpu` runs it)"
         else:
             why = f"this run used --device {device}"
-        sections.append(Section("f", "GPU", report.render_gpu_placeholder(why)))
+        sections.append(Section("f", "GPU", gpu.placeholder(why)))
 
     timings = [[p, st["command"], "ok" if not st.get("reason") else "failed", f"{st['seconds']:.0f}"]
                for p, st in status.items()]
     docs.mkdir(parents=True, exist_ok=True)
     bench_path = docs / "benchmarks.md"
-    bench_path.write_text(report.assemble_benchmarks(head, sections, timings), encoding="utf-8")
+    bench_path.write_text(pages.assemble_benchmarks(head, sections, timings), encoding="utf-8")
 
-    results_head = report.header(
+    results_head = pages.header(
         "Results", command=command, date=date, machine=machine, total_seconds=total_seconds,
         note=("Every strategy side by side (`benchmarks/bench_results.py`), on dense "
               "prediction tasks (`benchmarks/bench_dense.py`) and at equal compute where the "
               "answer is known (`benchmarks/bench_search_quality.py`). Costs of the engine and "
               "the strategies: [benchmarks.md](benchmarks.md)."))
-    parts = []
-    for part, title in (("results", "Strategies side by side"),
-                        ("dense", "Dense prediction on `dense_shapes`")):
-        md = out / f"{part}.md"
-        ok = md.exists() and not (status.get(part) or {}).get("reason")
-        text = md.read_text(encoding="utf-8").strip() if ok else ""
-        if ok and not text.startswith("#"):
-            text = f"## {title}\n\n{text}"
-        text = text + _source(part, status, ran) if ok else None
-        if part == "dense" and recorded_dense is not None and recorded_dense.exists():
-            text = _with_recorded_dense(recorded_dense, text, _why(part, status, jobs))
-        parts.append((title, text, _why(part, status, jobs)))
-    parts.append(("Search quality", _quality_section(out, images, status, ran, jobs,
-                                                     recorded_quality),
-                  _why("quality", status, jobs)))
+    vector = data("results")
+    vector_md = (None if vector is None else
+                 results.markdown(vector, "images", bench_results.DATASETS).strip()
+                 + _source("results", status, ran))
+    dense_data = data("dense")
+    dense_md = (None if dense_data is None else
+                dense.markdown(dense_data).strip() + _source("dense", status, ran))
+    if recorded_dense is not None and recorded_dense.exists():
+        dense_md = _with_recorded_dense(recorded_dense, dense_md, _why("dense", status, jobs))
+    parts = [("Strategies side by side", vector_md, _why("results", status, jobs)),
+             ("Dense prediction on `dense_shapes`", dense_md, _why("dense", status, jobs)),
+             ("Search quality", _quality_section(out, images, status, ran, jobs,
+                                                 recorded_quality),
+              _why("quality", status, jobs))]
     results_path = docs / "results.md"
-    results_path.write_text(report.assemble_results(results_head, parts), encoding="utf-8")
+    results_path.write_text(pages.assemble_results(results_head, parts), encoding="utf-8")
     return bench_path, results_path
 
 
@@ -466,6 +440,8 @@ def parse_only(values: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the parts asked for (or none, ``--render-only``), then write both documents; 1 when
+    a part this invocation ran failed."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -512,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       *(sys.argv[1:] if argv is None else list(argv))])
     run = {"command": shown, "date": _now(), "total_seconds": time.perf_counter() - start,
            "device": args.device, "ran": [j.part for j in runnable],
-           "machine": report.machine_info(args.device)}
+           "machine": machine_info(args.device)}
     if args.render_only:  # the header describes the run that measured the figures
         run = _load(out / "run.json") or {"command": shown, "date": _now(),
                                           "total_seconds": None, "device": args.device,

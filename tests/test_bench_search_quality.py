@@ -1,5 +1,5 @@
-"""benchmarks/bench_search_quality.py and its renderer (benchmarks/report.py): the anytime
-curves, the paired statistics, the target checks and the section, on small hand-made
+"""benchmarks/bench_search_quality.py and its renderer (benchmarks/render/quality.py): the
+anytime curves, the paired statistics, the target checks and the section, on small hand-made
 figures; the trees it builds; one tiny end-to-end run."""
 
 from __future__ import annotations
@@ -9,17 +9,13 @@ import json
 import math
 import random
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-import bench_search_quality as bsq  # noqa: E402
-import report  # noqa: E402
-import run_all  # noqa: E402
+from benchmarks import bench_search_quality as bsq
+from benchmarks import run_all
+from benchmarks.common import json_ready
+from benchmarks.render import quality
 
 # --------------------------------------------------------------------------- fabricated runs
 
@@ -199,14 +195,14 @@ def test_summarise_curves_only_where_every_seed_has_a_result():
 def quality_json(raws=None, **kw):
     summary = bsq.summarise(raws or three_seeds(**kw))
     summary["title"] = "toy"
-    return report.json_ready({"command": "python benchmarks/bench_search_quality.py --quick",
+    return json_ready({"command": "python benchmarks/bench_search_quality.py --quick",
                               "machine": {"cpu": "cpu", "torch": "2"}, "quick": False, "jobs": 1,
                               "threads": 1, "wall_seconds": 60.0, "cpu_seconds": 60.0,
                               "datasets": {"toy": summary}})
 
 
 def test_targets_from_the_figures():
-    targets = report.quality_targets(quality_json(main_job=True))
+    targets = quality.targets(quality_json(main_job=True))
     whats = [t.what for t in targets]
     pays = next(t for t in targets if "grouping pays" in t.what)
     assert pays.met is True
@@ -235,7 +231,7 @@ def test_claim_on_two_datasets_is_met():
         s["claims"]["gradient_merge"] = [
             {"a": "gradient_merge", "b": x, "mean": 2.0, "std": 0.5, "wins": 3, "losses": 0,
              "n": 3, "better": True} for x in ("hard_sharing", "single_task")]
-    gm = next(t for t in report.quality_targets(a) if t.what.startswith("gradient_merge beats"))
+    gm = next(t for t in quality.targets(a) if t.what.startswith("gradient_merge beats"))
     assert gm.met is True and gm.figure == "holds on 2 of 2 (toy, other)"
 
 
@@ -243,13 +239,13 @@ def test_grouping_that_does_not_pay_leaves_the_ari_targets_unmeasured():
     raws = three_seeds()
     for r in raws:  # the mixed tree as good as the planted one
         r["runs"]["mixed"]["trials"][0]["delta_mtl_test"] = 2.0
-    targets = report.quality_targets(quality_json(raws))
+    targets = quality.targets(quality_json(raws))
     assert next(t for t in targets if "grouping pays" in t.what).met is False
     assert next(t for t in targets if t.what.startswith("affinity_tree recovers")).met is None
 
 
 def test_main_job_targets_only_at_main_job_settings():
-    targets = report.quality_targets(quality_json(main_job=False))
+    targets = quality.targets(quality_json(main_job=False))
     assert not [t for t in targets if "main-job" in t.what]
 
 
@@ -257,7 +253,7 @@ def test_main_job_targets_only_at_main_job_settings():
 
 
 def test_render_section_tables_and_picture(tmp_path):
-    md = report.render_search_quality(quality_json(main_job=True), tmp_path / "img")
+    md = quality.markdown(quality_json(main_job=True), tmp_path / "img")
     assert md.startswith("## Search quality\n")
     assert "### Targets" in md and "### toy" in md and "**Oracle row**" in md
     assert "| `oracle` − `hard_sharing` | +5.00 ± 1.00 (3/3) | **yes** |" in md
@@ -266,7 +262,7 @@ def test_render_section_tables_and_picture(tmp_path):
     assert "**not met**" in md and "**met**" in md
     assert (tmp_path / "img" / "bench_quality_toy.png").exists()
     assert "![toy: anytime curves](images/bench_quality_toy.png)" in md
-    tagged = report.render_search_quality(quality_json(), tmp_path / "img", image_tag="smoke_")
+    tagged = quality.markdown(quality_json(), tmp_path / "img", image_tag="smoke_")
     assert "bench_quality_smoke_toy.png" in tagged
 
 
@@ -337,11 +333,11 @@ def test_a_run_whose_code_changed_between_seeds_says_so():
     raws = three_seeds()
     for i, r in enumerate(raws):
         r["code"] = {"commit": "abc", "sources": "v1" if i < 2 else "v2"}
-    md = report.render_search_quality(quality_json(raws))
+    md = quality.markdown(quality_json(raws))
     assert "**The code changed during this run**" in md and "sources v2" in md
     for r in raws:
         r["code"] = {"commit": "abc", "sources": "v1"}
-    md = report.render_search_quality(quality_json(raws))
+    md = quality.markdown(quality_json(raws))
     assert "sources digest v1 (the same in every seed)" in md
 
 
@@ -349,7 +345,7 @@ def test_unmet_targets_come_with_their_reason():
     raws = three_seeds(main_job=True)
     for r in raws:  # Random #2 trains the very network gumbel_policy found
         r["runs"]["gumbel_policy_random2"] = json.loads(json.dumps(r["runs"]["gumbel_policy"]))
-    checks = dict((t.what, why) for t, why in report.quality_checks(quality_json(raws)))
+    checks = dict((t.what, why) for t, why in quality.checks(quality_json(raws)))
     gm = next(v for k, v in checks.items() if k.startswith("gradient_merge beats"))
     assert "`gradient_merge` − `single_task` +0.00 ± 1.00 (1/3)" in gm
     assert "hard_sharing" not in gm.split("(")[0]  # the half that holds is not a reason
@@ -357,7 +353,7 @@ def test_unmet_targets_come_with_their_reason():
     assert "`gumbel_policy` − `gumbel_policy_random2` +0.00 ± 0.00 (0/3)" in gp
     assert "the very same result in 3 seeds" in gp
     assert "1.0 trials on average, the first costing 1.0x of the 6x budget" in gp
-    md = report.render_search_quality(quality_json(raws))
+    md = quality.markdown(quality_json(raws))
     assert "targets are not met.** Why" in md
 
 
@@ -365,5 +361,5 @@ def test_main_job_target_met_by_a_tie_says_so():
     raws = three_seeds(main_job=True)
     for r in raws:
         r["runs"]["gumbel_policy"] = json.loads(json.dumps(r["runs"]["hard_sharing"]))
-    t = next(t for t in report.quality_targets(quality_json(raws)) if "below hard" in t.what)
+    t = next(t for t in quality.targets(quality_json(raws)) if "below hard" in t.what)
     assert t.met is True and t.figure.startswith("none below (gumbel_policy equal to it")

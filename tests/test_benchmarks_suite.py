@@ -1,23 +1,24 @@
-"""The benchmark suite's assembly (benchmarks/run_all.py, benchmarks/report.py) on small
-hand-made figures: targets computed from the numbers, tables, missing parts, both documents.
+"""The benchmark suite's assembly (benchmarks/run_all.py) and renderers (benchmarks/render/)
+on small hand-made figures: targets computed from the numbers, tables, missing parts, both
+documents, and the options each part is run with.
 
 Nothing here runs a benchmark; the JSON below has the shape the scripts write.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from benchmarks import bench_search_cost, run_all
+from benchmarks.render import affinity, engine, markup, merge, routing, search
 
-import bench_search_cost  # noqa: E402
-import report  # noqa: E402
-import run_all  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# A real bench_dense.py --json report (one seed of the recorded meaningful-size run).
+DENSE_SEED = ROOT / "benchmarks" / "recorded" / "dense_meaningful" / "seed0.json"
 
 # --------------------------------------------------------------------------- fabricated figures
 
@@ -106,27 +107,27 @@ def affinity_json() -> list[dict]:
 
 
 def test_table_aligns_and_formats_cells():
-    assert report.table(["a", "b", "c"], [[1, "x", 2.5]], "lrl") == (
+    assert markup.table(["a", "b", "c"], [[1, "x", 2.5]], "lrl") == (
         "| a | b | c |\n|---|---:|---|\n| 1 | x | 2.5 |")
     with pytest.raises(ValueError, match="2 letters for 3 columns"):
-        report.table(["a", "b", "c"], [], "lr")
+        markup.table(["a", "b", "c"], [], "lr")
 
 
 def test_demote_headings_leaves_code_blocks_alone():
     text = "## Title\n\n```\n# a shell comment\n```\n### Sub"
-    assert report.demote_headings(text) == "### Title\n\n```\n# a shell comment\n```\n#### Sub"
+    assert markup.demote_headings(text) == "### Title\n\n```\n# a shell comment\n```\n#### Sub"
 
 
-def test_slope_is_the_exponent_of_a_power_law():
-    assert report._slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
-    assert report._slope([5], [1]) is None
+def test_names_join_with_commas_and_a_final_and():
+    assert markup.names(["a", "b", "c"]) == "`a`, `b` and `c`"
+    assert markup.names(["a"]) == "`a`" and markup.names([]) == ""
 
 
 # --------------------------------------------------------------------------- targets
 
 
 def test_engine_targets_compare_each_ratio_with_its_target():
-    targets = report.engine_targets(engine_json())
+    targets = engine.targets(engine_json())
     a = [t for t in targets if t.section == "a"]
     b = [t for t in targets if t.section == "b"]
     # the row without a target (engine losses, 1.30) is reported but not checked
@@ -137,22 +138,22 @@ def test_engine_targets_compare_each_ratio_with_its_target():
 
 
 def test_routing_targets():
-    step, speed, memory = report.routing_targets(routing_json())
+    step, speed, memory = routing.targets(routing_json())
     assert step.figure == pytest.approx(1.08) and step.met  # 1.08 / 1.00 <= 1.10
     assert speed.figure == pytest.approx(2.0) and speed.met  # min(4/2, 30/10, 100/20)
     assert memory.figure == pytest.approx(40 / 195) and memory.met  # at the largest count
     # the paired per-step ratio is the figure when the JSON has it, not the medians' ratio
     data = routing_json()
     data["rows"][-1]["one_ratio"] = 1.2
-    assert report.routing_targets(data)[0].figure == 1.2
-    assert not report.routing_targets(data)[0].met
+    assert routing.targets(data)[0].figure == 1.2
+    assert not routing.targets(data)[0].met
     del data["rows"][-1]["one_ratio"]
     data["rows"][-1]["loop_vs_plan"] = 0.9  # per-round ratios, preferred to the medians'
-    assert report.routing_targets(data)[1].figure == 0.9
+    assert routing.targets(data)[1].figure == 0.9
 
 
 def test_merge_targets():
-    epoch, growth = report.merge_targets(merge_json())
+    epoch, growth = merge.targets(merge_json())
     assert epoch.figure == 7.0 and not epoch.met  # the 312-task epoch, 7x > 2.0
     assert "312 tasks" in epoch.what
     # ratio at 312 tasks / ratio at 10 tasks = 7.0 / 1.25
@@ -167,28 +168,28 @@ def test_search_cost_per_strategy_is_side_by_side_per_seed():
     # per seed: median trial 10 / 5 = 2.0 and 14 / 7 = 2.0; vs single: 0.5 and 14/30
     assert rt["trial_vs_hard_sharing"] == pytest.approx(2.0)
     assert rt["trial_vs_single_task"] == pytest.approx((0.5 + 14 / 30) / 2)
-    (target,) = report.search_targets(search_json())
+    (target,) = search.targets(search_json())
     # worst: gumbel_policy, 25/20 = 1.25 and 24/30 = 0.8 -> median 1.025 > 1
     assert "gumbel_policy" in target.what
     assert target.figure == pytest.approx(1.025) and target.met is False
 
 
 def test_affinity_target_is_the_rsa_slope():
-    (target,) = report.affinity_targets(affinity_json())
+    (target,) = affinity.targets(affinity_json())
     assert target.figure == pytest.approx(1.0) and target.met
-    text = report.render_affinity(affinity_json())
+    text = affinity.markdown(affinity_json())
     assert "full 2.00" in text and "subset 1.50" in text and "rsa 1.00" in text
     assert "| 16 | 128.0 | 64.0 | 4.0 | 2.0x | 32.0x |" in text
 
 
 def test_main_job_target_full_and_quick():
-    full = report.main_job_target(search_json(wall=300.0))
+    full = search.main_job_target(search_json(wall=300.0))
     assert full.figure == 300.0 and full.met
-    assert not report.main_job_target(search_json(wall=400.0)).met
-    quick = report.main_job_target(search_json(seeds=(0,), wall=150.0))
+    assert not search.main_job_target(search_json(wall=400.0)).met
+    quick = search.main_job_target(search_json(seeds=(0,), wall=150.0))
     assert quick.figure == pytest.approx(450.0) and quick.met is False  # 3 x 150 s > 360 s
     assert "estimated from 1 of 3 seeds" in quick.what
-    assert "Quick run: 1 of the 3 default seeds" in report.render_main_job(
+    assert "Quick run: 1 of the 3 default seeds" in search.main_job_markdown(
         search_json(seeds=(0,), wall=150.0))
 
 
@@ -199,6 +200,12 @@ def _write(folder: Path, name: str, data) -> None:
     (folder / name).write_text(json.dumps(data))
 
 
+def dense_json(preset: str = "meaningful") -> dict:
+    data = json.loads(DENSE_SEED.read_text())
+    data["settings"]["preset"] = preset
+    return data
+
+
 def test_assemble_writes_both_documents(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
     out.mkdir()
@@ -207,7 +214,7 @@ def test_assemble_writes_both_documents(tmp_path):
     _write(out, "search.json", search_json(seeds=(0,), wall=100.0))
     _write(out, "affinity.json", affinity_json())
     _write(out, "merge.json", merge_json())  # stale: the status says this run's merge failed
-    (out / "dense.md").write_text("Every strategy on dense tasks.\n\n| a |\n|---|\n| 1 |\n")
+    _write(out, "dense.json", dense_json())
     status = {
         "merge": {"command": "python benchmarks/bench_gradient_merge.py --part cost",
                   "returncode": 1, "seconds": 3.0, "date": "2026-01-01 00:00 UTC",
@@ -248,8 +255,9 @@ def test_assemble_writes_both_documents(tmp_path):
         assert f"](images/bench_{name}.png)" in text
     res = results.read_text()
     assert res.startswith("# Results\n\nGenerated by `python benchmarks/run_all.py --quick`")
-    # a part without its own heading gets one; a missing part says why
-    assert "## Dense prediction on `dense_shapes`\n\nEvery strategy on dense tasks.\n\n| a |" in res
+    # a part is rendered from its JSON, under its heading; a missing part says why
+    assert "## Dense prediction on `dense_shapes`\n\nEvery strategy (`single_task`, " in res
+    assert "| `hard_sharing` | -6.26 ± 0.00 | -7.44 ± 0.00 | 489,260 | 140.64 |" in res
     assert "## Strategies side by side\n\n*Section not generated: the results part " in res
 
 
@@ -258,13 +266,13 @@ def test_recorded_dense_results_head_the_dense_section(tmp_path):
     out.mkdir()
     recorded = tmp_path / "dense_meaningful.md"
     recorded.write_text("## Dense prediction on `dense_shapes`\n\nThree seeds, 64x64.\n")
-    (out / "dense.md").write_text("## Dense prediction on `dense_shapes`: smoke run (`--quick`)"
-                                  "\n\nTiny.\n")
+    _write(out, "dense.json", dense_json("quick"))
     _, results = run_all.assemble(out, docs, command="c", device="cpu", total_seconds=None,
                                   draw=False, recorded_dense=recorded)
     res = results.read_text()
     recorded_at = res.index("Three seeds, 64x64.")
-    smoke_at = res.index("### Dense prediction on `dense_shapes`: smoke run (`--quick`)\n\nTiny.")
+    smoke_at = res.index("### Dense prediction on `dense_shapes`: smoke run (`--quick`)\n\n"
+                         "Every strategy")
     assert recorded_at < res.index("*Recorded run, not repeated by the suite") < smoke_at
     assert f"--markdown {recorded}" in res  # says how the recorded page is regenerated
     # the smoke run failing leaves the recorded results and says why the smoke run is missing
@@ -274,22 +282,27 @@ def test_recorded_dense_results_head_the_dense_section(tmp_path):
     _, results = run_all.assemble(out, docs, command="c", device="cpu", total_seconds=None,
                                   draw=False, recorded_dense=recorded)
     res = results.read_text()
-    assert "Three seeds, 64x64." in res and "Tiny." not in res
+    assert "Three seeds, 64x64." in res and "smoke run (`--quick`)\n\nEvery strategy" not in res
     assert ("### Smoke run (`--quick`)\n\n*Section not generated: bench_dense.py exited with "
             "status 1.*") in res
 
 
-def test_engine_markdown_of_bench_engine_replaces_the_own_rendering(tmp_path):
+def test_documents_come_from_the_json_alone(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     _write(out, "engine.json", engine_json())
+    # markdown lying in the folder (an older suite's) is not read: every part renders its JSON
     (out / "engine.md").write_text("## Engine tables by bench_engine\n\n| x |\n|---|\n")
-    bench, _ = run_all.assemble(out, tmp_path / "docs", command="c", device="cpu",
-                                total_seconds=None, draw=False)
+    (out / "dense.md").write_text("## Dense prediction on `dense_shapes`\n\nStale.\n")
+    bench, results = run_all.assemble(out, tmp_path / "docs", command="c", device="cpu",
+                                      total_seconds=None, draw=False, recorded_dense=None)
     text = bench.read_text()
-    assert "#### Engine tables by bench_engine" in text  # under "## a. ...", two levels down
-    assert "<= 1.05 | 1.020 | **met**" in text  # the targets still come from the JSON
+    assert "Engine tables by bench_engine" not in text
+    assert ("| small_cnn b64 | train step | 10.200 | 10.000 | **1.020** | <= 1.05: met | 1.000 |"
+            in text)
+    assert "<= 1.05 | 1.020 | **met**" in text  # the targets come from the JSON
     assert "*Section not generated: routing: the routing part was not run" in text
+    assert "Stale." not in results.read_text()
 
 
 # --------------------------------------------------------------------------- options, jobs
@@ -301,23 +314,41 @@ def test_parse_only_accepts_parts_and_letters():
         run_all.parse_only(["nope"])
 
 
-def test_build_jobs_follows_what_the_scripts_offer(tmp_path, monkeypatch):
-    (tmp_path / "bench_dense.py").write_text('p.add_argument("--markdown")\np.add_argument("--quick")')
-    (tmp_path / "bench_engine.py").write_text('p.add_argument("--json")')
-    (tmp_path / "bench_results.py").write_text('a("--markdown") a("--quick") a("--seeds")')
-    monkeypatch.setattr(run_all, "HERE", tmp_path)
+def test_build_jobs_declares_the_options_of_every_part(tmp_path):
+    out = tmp_path / "out"
     args = run_all.argparse.Namespace(quick=True, threads=1, device="cpu")
-    jobs = run_all.build_jobs(args, tmp_path / "out")
-    assert jobs["results"].argv[2:] == ["--quick", "--seeds", "0"]  # suite size, one seed
-    assert jobs["gpu"].skip_reason == "run with --device cpu"
-    (tmp_path / "bench_results.py").unlink()
-    jobs = run_all.build_jobs(args, tmp_path / "out")
-    assert jobs["results"].skip_reason == "benchmarks/bench_results.py does not exist yet"
-    assert jobs["dense"].skip_reason is None and "--quick" in jobs["dense"].argv
-    assert "--threads" not in jobs["dense"].argv  # the stand-in script declares no --threads
+    jobs = run_all.build_jobs(args, out)
+    assert set(jobs) == set(run_all.PARTS)
+    for part, job in jobs.items():  # each part writes its JSON, which the documents read
+        assert job.outputs == [out / f"{part}.json"]
+        assert job.argv[job.argv.index("--json") + 1].endswith(f"{part}.json")
+    assert jobs["results"].argv[:3] == ["--quick", "--seeds", "0"]  # suite size, one seed
+    assert jobs["dense"].argv[:3] == ["--quick", "--threads", "1"]
     assert jobs["gpu"].skip_reason == "run with --device cpu"
     assert "--markdown" not in jobs["engine"].argv and "--quick" in jobs["engine"].argv
     assert jobs["merge"].argv[-4:] == ["78", "312", "--repeats", "1"]
+    assert all("--device" not in jobs[p].argv for p in ("results", "dense", "quality"))
+    # the full run on a GPU: the gpu part runs, the others get the device, results its seeds
+    args = run_all.argparse.Namespace(quick=False, threads=2, device="cuda", docs=tmp_path / "d")
+    jobs = run_all.build_jobs(args, out)
+    assert jobs["gpu"].skip_reason is None and "--quick" not in jobs["gpu"].argv
+    assert jobs["engine"].argv[-2:] == ["--reps", "7"]
+    assert "--seeds" not in jobs["results"].argv
+    assert jobs["results"].argv[jobs["results"].argv.index("--images") + 1].endswith("d/images")
+    for part in ("results", "dense", "quality", "search", "engine"):
+        assert jobs[part].argv[jobs[part].argv.index("--device") + 1] == "cuda"
+        assert jobs[part].argv[jobs[part].argv.index("--threads") + 1] == "2"
+
+
+@pytest.mark.parametrize("quick", [True, False])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_script_accepts_the_options_it_is_given(tmp_path, quick, device):
+    # the declaration in build_jobs against each script's own parser (no source reading)
+    args = run_all.argparse.Namespace(quick=quick, threads=1, device=device, docs=tmp_path)
+    for part, job in run_all.build_jobs(args, tmp_path / "out").items():
+        script = importlib.import_module(f"benchmarks.{job.script.removesuffix('.py')}")
+        parsed = script.build_parser().parse_args(job.argv)
+        assert Path(parsed.json).name == f"{part}.json", part
 
 
 def test_render_only_keeps_the_header_of_the_run_that_measured(tmp_path):

@@ -1,6 +1,7 @@
 """The recorded dense results at the meaningful size (benchmarks/recorded/), which
-docs/results.md includes: the page must be what bench_dense.py renders from the per-seed
-JSON kept beside it, over at least three seeds of every strategy.
+docs/results.md includes: the page must be what ``bench_dense.py --merge`` renders (through
+benchmarks/render/dense.py) from the per-seed JSON kept beside it, over at least three seeds of
+every strategy.
 
 Nothing here trains: the recorded run took about an hour on 2 CPU cores.
 """
@@ -10,14 +11,12 @@ from __future__ import annotations
 import json
 import shlex
 import statistics
-import sys
 from pathlib import Path
 
+from benchmarks import bench_dense
+from benchmarks.render import dense
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_dense  # noqa: E402
-
 RECORDED = ROOT / "benchmarks" / "recorded" / "dense_meaningful.md"
 SEEDS = sorted((ROOT / "benchmarks" / "recorded" / "dense_meaningful").glob("seed*.json"))
 
@@ -32,7 +31,7 @@ def _merged() -> dict:
 def test_recorded_page_is_the_rendering_of_the_recorded_runs():
     assert RECORDED.exists() and len(SEEDS) >= 3
     report = _merged()
-    assert RECORDED.read_text(encoding="utf-8") == bench_dense.to_markdown(report)
+    assert RECORDED.read_text(encoding="utf-8") == dense.markdown(report)
 
 
 def test_recorded_runs_cover_every_strategy_over_three_seeds_at_the_meaningful_size():

@@ -28,8 +28,9 @@ def targets(data: Sequence[Mapping[str, Any]]) -> list[Target]:
                    f"<= {AFFINITY_RSA_SLOPE:.1f} (about linear)", slope,
                    slope <= AFFINITY_RSA_SLOPE)]
 
+
 def markdown(data: Sequence[Mapping[str, Any]], command: str = "",
-                    images: Path | None = None, rel_dir: str = "images") -> str:
+             images: Path | None = None, rel_dir: str = "images") -> str:
     """Section d's estimator table: wall time per estimator and N, ratios to ``full``,
     growth with N."""
     rows = sorted(data, key=lambda r: r["n_tasks"])
@@ -55,6 +56,7 @@ def markdown(data: Sequence[Mapping[str, Any]], command: str = "",
     if images is not None and rows:
         body.append(plots.image_link(rel_dir, plot(rows, images), "affinity estimators' cost"))
     return "\n".join(body)
+
 
 def plot(rows: Sequence[Mapping[str, Any]], images: Path) -> str:
     """Wall time of each estimator against N (log scale); returns the picture's file name."""

@@ -35,8 +35,9 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
                           abs(ratio - 1) <= PREFIX_TOLERANCE))
     return out
 
+
 def markdown(data: Mapping[str, Any], images: Path | None = None,
-                  rel_dir: str = "images") -> tuple[str, str]:
+             rel_dir: str = "images") -> tuple[str, str]:
     """Markdown bodies of sections a (engine overhead) and b (shared-prefix execution)."""
     s = data.get("settings", {})
     timing = (f"Median of {s.get('reps')} interleaved repetitions x {s.get('inner')} calls after "
@@ -102,6 +103,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
                "per task ms", "speedup", "MAC ratio", "from node times"], prow, "llrrlrrrr"),
     ]
     return "\n".join(a), "\n".join(b)
+
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
     """The checked overhead ratios as bars against the target; returns the picture's file

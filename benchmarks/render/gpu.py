@@ -27,8 +27,9 @@ LAST_GPU = {
 def _met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
+
 def markdown(result: dict[str, Any]) -> str:
-    """The GPU section of docs/benchmarks.md from :func:`run`'s result."""
+    """The GPU section of docs/benchmarks.md from ``bench_gpu.py --json`` (its ``run()``)."""
     s = result["settings"]
     lines = [
         "## GPU path",

@@ -113,7 +113,7 @@ def decimal(value: float | None, digits: int = 2) -> str:
 
 
 def names(items: Sequence[str]) -> str:
-    """```a`, `b` and `c``` (one name alone, nothing for none).
+    """The names in backticks, joined by commas and a last "and" (one name alone, none: "").
 
     Example:
         >>> names(["a", "b", "c"]), names(["a"])

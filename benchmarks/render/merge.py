@@ -36,8 +36,9 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
                f"<= {MERGE_GROWTH:.2f}", growth, growth <= MERGE_GROWTH),
     ]
 
+
 def markdown(data: Mapping[str, Any], images: Path | None = None,
-                 rel_dir: str = "images") -> str:
+             rel_dir: str = "images") -> str:
     """Section c's gradient-merging table: plain epoch against an epoch with merging, per
     task count."""
     s = data.get("settings", {})
@@ -60,6 +61,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     if images is not None and rows:
         body.append(plots.image_link(rel_dir, plot(data, images), "gradient merging cost"))
     return "\n".join(body)
+
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
     """Epoch, factorisation and clustering seconds against tasks (log-log); returns the

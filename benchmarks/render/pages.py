@@ -32,6 +32,7 @@ def header(title: str, *, command: str, date: str, machine: Mapping[str, Any],
         lines += ["", note]
     return "\n".join(lines) + "\n"
 
+
 def targets_table(sections: Sequence[Section]) -> str:
     """Every target of the page in one table."""
     rows = [[t.section, t.what, t.target, t.figure_text(), t.status]
@@ -69,10 +70,12 @@ SPEEDUPS = [
     "and has not been measured on one yet.",
 ]
 
+
 def speedups() -> str:
     """The section on what the figures revealed and what was made faster (:data:`SPEEDUPS`)."""
     return "\n".join(["## What the figures revealed, and what was made faster", "",
                       *[f"* {s}" for s in SPEEDUPS], ""])
+
 
 def assemble_benchmarks(head: str, sections: Sequence[Section],
                         timings: Sequence[Sequence[Any]] = ()) -> str:
@@ -105,6 +108,7 @@ def assemble_benchmarks(head: str, sections: Sequence[Section],
                   table(["part", "command", "status", "wall s"],
                         [[a, f"`{b}`", c, d] for a, b, c, d in timings], "lllr"), ""]
     return "\n".join(parts).rstrip() + "\n"
+
 
 def assemble_results(head: str, parts: Sequence[tuple[str, str | None, str]]) -> str:
     """``docs/results.md``: header, then each part's markdown, or its heading and the reason it

@@ -45,8 +45,10 @@ _PAPER = ("affinity_tree", "gradient_merge", "gumbel_policy", "task_routing")
 #: Drawn as horizontal lines: one architecture each, nothing searched.
 REFERENCE_LINES = ("single_task", "hard_sharing", "oracle", "mixed")
 
+
 def _num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
 
 def _pm(pair: Sequence[Any] | None, digits: int = 2, sign: str = "+") -> str:
     """``+1.23 ± 0.45`` from ``(mean, std)``; ``—`` when the mean is missing."""
@@ -55,11 +57,13 @@ def _pm(pair: Sequence[Any] | None, digits: int = 2, sign: str = "+") -> str:
     std = pair[1] if _num(pair[1]) else 0.0
     return f"{pair[0]:{sign}.{digits}f} ± {std:.{digits}f}"
 
+
 def _diff(d: Mapping[str, Any] | None) -> str:
     """A paired difference: ``+1.20 ± 0.80 (3/3)`` (mean ± std, wins out of seeds)."""
     if not d or not d.get("n"):
         return "—"
     return f"{d['mean']:+.2f} ± {(d.get('std') or 0.0):.2f} ({d['wins']}/{d['n']})"
+
 
 def _pays(summary: Mapping[str, Any]) -> bool | None:
     """Whether the planted tree beats hard sharing and the mixed tree beyond the paired
@@ -70,12 +74,14 @@ def _pays(summary: Mapping[str, Any]) -> bool | None:
         return None
     return all(p.get("better") for p in need)
 
+
 def _claim_holds(pairs: Sequence[Mapping[str, Any]], expected: int) -> bool | None:
     """All of a claim's comparisons on one dataset are wins beyond the noise (``None``: a
     contender is missing there)."""
     if not pairs or len(pairs) < expected or any(not p.get("n") for p in pairs):
         return None
     return all(p.get("better") for p in pairs)
+
 
 def _structures(e: Mapping[str, Any] | None) -> str:
     """``hard sharing in 3 of 5 seeds, 4 groups at block 2 in 2``: what a contender returned."""
@@ -85,11 +91,13 @@ def _structures(e: Mapping[str, Any] | None) -> str:
              for i, (k, v) in enumerate(counts.items())]
     return ", ".join(parts) if parts else "no result"
 
+
 def _same_results(s: Mapping[str, Any], a: str, b: str) -> int:
     """Seeds where ``a`` and ``b`` got exactly the same test Δ_MTL (the same network)."""
     ea, eb = s["entries"].get(a, {}).get("seeds", {}), s["entries"].get(b, {}).get("seeds", {})
     return sum(1 for k in ea if k in eb and _num(ea[k].get("test"))
                and ea[k].get("test") == eb[k].get("test"))
+
 
 def _search_facts(s: Mapping[str, Any], name: str) -> str:
     """Trials, what the first one cost against the budget, and what the search returned."""
@@ -102,6 +110,7 @@ def _search_facts(s: Mapping[str, Any], name: str) -> str:
         text += (f"; {trials:.1f} trials on average, the first costing {first:.1f}x "
                  f"of the {s.get('budget', 0):g}x budget")
     return text
+
 
 def checks(data: Mapping[str, Any]) -> list[tuple[Target, str]]:
     """Every search-quality target with the reason behind its outcome (the figures that
@@ -210,9 +219,11 @@ def checks(data: Mapping[str, Any]) -> list[tuple[Target, str]]:
                         f"{e[best_paper]['test'][0]:+.2f} ({_search_facts(s, best_paper)})"))
     return out
 
+
 def targets(data: Mapping[str, Any]) -> list[Target]:
     """The search-quality targets, met or not (see :func:`checks`)."""
     return [t for t, _ in checks(data)]
+
 
 def _row(label: str, e: Mapping[str, Any], planted: bool) -> list[str]:
     params = e.get("n_params")
@@ -223,6 +234,7 @@ def _row(label: str, e: Mapping[str, Any], planted: bool) -> list[str]:
     if planted:
         row.append(_pm(e.get("ari"), 2, ""))
     return row
+
 
 def plot(key: str, s: Mapping[str, Any], images: Path, tag: str = "") -> str:
     """Anytime curves of one dataset: best validation Δ_MTL so far (left) and the test Δ_MTL
@@ -283,8 +295,9 @@ def plot(key: str, s: Mapping[str, Any], images: Path, tag: str = "") -> str:
     fig.legend(handles, labels, loc="outside right center", fontsize=7)
     return plots.save(fig, images, f"quality_{tag}{key}")
 
+
 def _dataset(key: str, s: Mapping[str, Any], images: Path | None, rel_dir: str,
-                     tag: str = "") -> list[str]:
+             tag: str = "") -> list[str]:
     st = s.get("settings", {})
     planted = bool(s.get("planted"))
     e = s["entries"]
@@ -366,9 +379,10 @@ def _dataset(key: str, s: Mapping[str, Any], images: Path | None, rel_dir: str,
                   + "; ".join(f"`{p['a']}` {_diff(p)}" for p in vs) + ".", ""]
     return lines
 
+
 def markdown(data: Mapping[str, Any], images: Path | None = None,
-                          rel_dir: str = "images", image_tag: str = "",
-                          note: str = "", intro: bool = True) -> str:
+             rel_dir: str = "images", image_tag: str = "",
+             note: str = "", intro: bool = True) -> str:
     """The ``## Search quality`` section of docs/results.md from
     ``bench_search_quality.py --json`` output: targets, then per dataset the oracle row, the
     contenders, the anytime curves (picture and table) and the paired comparisons.

@@ -34,16 +34,19 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
                     "the estimate chunking relies on", "<= 1", over, over <= 1.0),
     ]
 
+
 def _step_ratio(row: Mapping[str, Any], first: Mapping[str, Any]) -> float:
     """The one-task step at ``row``'s task count over the first count's: the median of the
     paired per-step ratios when the JSON has them, else the ratio of the medians."""
     return float(row.get("one_ratio") or row["one_ms"] / first["one_ms"])
 
+
 def _loop_vs_plan(row: Mapping[str, Any]) -> float:
     return float(row.get("loop_vs_plan") or row["loop_ms"] / row["plan_ms"])
 
+
 def markdown(data: Mapping[str, Any], images: Path | None = None,
-                   rel_dir: str = "images") -> str:
+             rel_dir: str = "images") -> str:
     """Section c's task-routing table: steps, evaluation and memory per task count."""
     s = data.get("settings", {})
     rows = sorted(data.get("rows", []), key=lambda r: r["tasks"])
@@ -74,6 +77,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
     if images is not None and rows:
         body.append(plots.image_link(rel_dir, plot(data, images), "task routing against tasks"))
     return "\n".join(body)
+
 
 def plot(data: Mapping[str, Any], images: Path) -> str:
     """Step time, evaluation time and memory against tasks; returns the picture's file name."""

@@ -31,8 +31,9 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
                    float(worst["trial_vs_single_task"]),
                    worst["trial_vs_single_task"] <= SEARCH_TRIAL_VS_SINGLE)]
 
+
 def markdown(data: Mapping[str, Any], images: Path | None = None,
-                  rel_dir: str = "images") -> str:
+             rel_dir: str = "images") -> str:
     """Section d's table: each strategy's seconds per trial and per study, and the ratios."""
     st = data.get("settings", {})
     budget = st.get("budget", {})
@@ -61,6 +62,7 @@ def markdown(data: Mapping[str, Any], images: Path | None = None,
         body.append(plots.image_link(rel_dir, plot(data, images), "search cost per strategy"))
     return "\n".join(body)
 
+
 def plot(data: Mapping[str, Any], images: Path) -> str:
     """Seconds per trial of each strategy as bars; returns the picture's file name."""
     rows = sorted(data["strategies"], key=lambda r: r["trial_s"])
@@ -68,6 +70,7 @@ def plot(data: Mapping[str, Any], images: Path) -> str:
     ax.barh([r["strategy"] for r in rows], [r["trial_s"] for r in rows], color="tab:blue")
     ax.set_xlabel("seconds per trial (median)")
     return plots.save(fig, images, "search_cost")
+
 
 def main_job_target(data: Mapping[str, Any]) -> Target:
     """Section e: the main job's wall time against :data:`MAIN_JOB_SECONDS`, estimated for
@@ -83,6 +86,7 @@ def main_job_target(data: Mapping[str, Any]) -> Target:
                        f"{len(seeds)} of {len(default)} seeds (x{len(default) / len(seeds):g})",
                   f"<= {MAIN_JOB_SECONDS:.0f} s (README: about 5 minutes on 2 CPU cores)",
                   estimate, estimate <= MAIN_JOB_SECONDS)
+
 
 def main_job_markdown(data: Mapping[str, Any]) -> str:
     """Section e: the main job's wall and CPU time, and how a quick run's figure is scaled."""

@@ -10,7 +10,7 @@ MACs of the trial (policy phase and candidates), and the same for hard sharing.
 
 Run (one torch thread, about a minute per seed on a laptop core)::
 
-    python -m mtlsearch.plugins.gumbel_policy.bench --seeds 0 1
+    python benchmarks/bench_gumbel_policy_arms.py --seeds 0 1
 
 Example:
     >>> sorted(ARMS)[:2]
@@ -32,11 +32,10 @@ from mtlsearch import create_space, load_dataset
 from mtlsearch.engine.compute import forward_macs, meter
 from mtlsearch.engine.model import materialize
 from mtlsearch.engine.train import TrainConfig
+from mtlsearch.plugins.gumbel_policy.strategy import INITIAL_PARAMS, GumbelPolicy
 from mtlsearch.strategy.base import Proposal
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.strategy.pipeline import evaluate_proposal
-
-from .strategy import INITIAL_PARAMS, GumbelPolicy
 
 __all__ = ["ARMS", "run_arm", "main"]
 

@@ -17,8 +17,8 @@ Two parts, each printing markdown tables (run from the repository root, one torc
 
 Commands::
 
-    python -m mtlsearch.plugins.gradient_merge.experiments grid
-    python -m mtlsearch.plugins.gradient_merge.experiments final --before /tmp/gm_old/gm_old
+    python benchmarks/bench_gradient_merge_defaults.py grid
+    python benchmarks/bench_gradient_merge_defaults.py final --before /tmp/gm_old/gm_old
 
 Example:
     >>> partition_labels([0, -1, 0, -1])
@@ -86,10 +86,9 @@ def collect_gradients(ctx: Any, *, sync_heads: bool, epochs: int = 2) -> dict[in
     """``{epoch: {branch: (batches, *weight shape)}}``: per-batch first-layer gradients of the
     per-task branches, trained ``epochs`` epochs with the strategy's synchronisation and no
     merging."""
+    from mtlsearch.plugins.gradient_merge.capture import branch_gradients
+    from mtlsearch.plugins.gradient_merge.strategy import GradientMerge
     from mtlsearch.strategy.pipeline import run_strategy
-
-    from .capture import branch_gradients
-    from .strategy import GradientMerge
 
     class _Record(GradientMerge):
         def __init__(self, **kwargs: Any):
@@ -116,7 +115,11 @@ def collect_gradients(ctx: Any, *, sync_heads: bool, epochs: int = 2) -> dict[in
 
 
 def _points(grads: dict[str, np.ndarray], rank: int, seed: int) -> np.ndarray:
-    from .factors import factor_vector, normalise_rows, sketch_projections
+    from mtlsearch.plugins.gradient_merge.factors import (
+        factor_vector,
+        normalise_rows,
+        sketch_projections,
+    )
 
     names = list(grads)  # branch order = task order
     probes = sketch_projections(grads[names[0]].shape[1:], size=64, seed=seed)
@@ -136,7 +139,11 @@ def grid(datasets: Sequence[str] = tuple(PLANTED), seeds: Sequence[int] = SEEDS)
     from sklearn.metrics import adjusted_rand_score
     from threadpoolctl import threadpool_limits
 
-    from .clustering import cluster_branches, groups_from_labels, pairwise_distances
+    from mtlsearch.plugins.gradient_merge.clustering import (
+        cluster_branches,
+        groups_from_labels,
+        pairwise_distances,
+    )
 
     results: dict[tuple, list[tuple[float, bool, bool]]] = {}
     gaps: dict[tuple, list[float]] = {}
@@ -241,10 +248,9 @@ def _run(label: str, strategy: Any, ctx: Any, data: Any, *, first: bool) -> dict
 def final(before: str | None = None, seeds: Sequence[int] = SEEDS, md_seeds: Sequence[int] = (0, 1)) -> list[dict[str, Any]]:
     """Print and return whole-run figures (see the module docstring)."""
     from mtlsearch.engine.train import TrainConfig
+    from mtlsearch.plugins.gradient_merge.strategy import GradientMerge
     from mtlsearch.registry import create_space, create_strategy, load_dataset
     from mtlsearch.strategy.context import SearchContext
-
-    from .strategy import GradientMerge
 
     old = _load_before(before) if before else None
     rows: list[dict[str, Any]] = []

@@ -1,14 +1,16 @@
 """Does ``affinity_tree`` find planted task groups? The measurement behind its documentation.
 
-For each seed: a ``synthetic`` dataset with planted groups, one :func:`~mtlsearch.study.runner.search`
-of ``affinity_tree`` (its queued :meth:`~.strategy.AffinityTree.initial_params` first), and for
+For each seed: a ``synthetic`` dataset with planted groups, one
+:func:`~mtlsearch.study.runner.search` of ``affinity_tree`` (its queued
+:meth:`~mtlsearch.plugins.affinity_tree.strategy.AffinityTree.initial_params` first), and for
 ``k = 1..trials`` the trial with the best validation Δ_MTL among the first ``k``, scored by the
 adjusted Rand index of its discovered grouping (the partition at the deepest shared depth,
-:func:`mtlsearch.graph.grouping.grouping_ari`) against the planted groups. Deterministic on the CPU.
+:func:`mtlsearch.graph.grouping.grouping_ari`) against the planted groups. Deterministic on the
+CPU. Run from the repository root:
 
-    python -m mtlsearch.plugins.affinity_tree.recovery --estimator rsa --trials 4
-    python -m mtlsearch.plugins.affinity_tree.recovery --paper          # the paper's options
-    python -m mtlsearch.plugins.affinity_tree.recovery \\
+    python benchmarks/bench_affinity_tree_recovery.py --estimator rsa --trials 4
+    python benchmarks/bench_affinity_tree_recovery.py --paper          # the paper's options
+    python benchmarks/bench_affinity_tree_recovery.py \\
         --data '{"relatedness": 0.99, "noise": 0.5, "n_samples": 1000}'
 
 Example:
@@ -24,6 +26,8 @@ import json
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from mtlsearch.stats import mean_std
 
 #: ``benchmarks/bench_results.py``'s ``synthetic_even`` at its ``--quick`` size and budget.
 DATA = {"group_sizes": [4, 4, 4], "relatedness": 0.9, "between": 0.0, "n_samples": 2000}
@@ -52,15 +56,14 @@ def recovery(
         data: ``synthetic`` arguments over :data:`DATA`.
         data_seed: One data seed for every search (``compare`` loads the data once);
             ``None`` draws new planted directions per seed.
-        strategy_kwargs: Further :class:`~.strategy.AffinityTree` arguments (e.g. :data:`PAPER`).
+        strategy_kwargs: Further :class:`~mtlsearch.plugins.affinity_tree.strategy.AffinityTree` arguments (e.g. :data:`PAPER`).
     """
     import torch
 
     from mtlsearch import TrainConfig, load_dataset
     from mtlsearch.graph.grouping import grouping_ari
+    from mtlsearch.plugins.affinity_tree.strategy import AffinityTree
     from mtlsearch.study import search
-
-    from .strategy import AffinityTree
 
     torch.set_num_threads(1)
     rows = []
@@ -95,11 +98,11 @@ def summary_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         picks = [r["picks"][k] for r in rows]
         aris = [p["ari"] for p in picks]
         tests = [p["test"] for p in picks]
-        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        mean, std = mean_std(tests)
         lines.append(
             f"| {k + 1} | {statistics.fmean(aris):.2f} | {', '.join(f'{a:.2f}' for a in aris)} | "
             f"{statistics.fmean(p['val'] for p in picks):+.2f} | "
-            f"{statistics.fmean(tests):+.2f} ± {std:.2f} | "
+            f"{mean:+.2f} ± {std:.2f} | "
             f"{'; '.join(str(p['branches']) for p in picks)} |")
     return lines
 

@@ -62,6 +62,39 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
+def _registered() -> dict[str, Any]:
+    """What the help texts show of the registry: the default strategy, two strategy names for
+    examples, the quick settings compare uses and the plugins' commands (the core names no
+    plugin; a broken plugin set still gets its help)."""
+    from mtlsearch.registry import commands, default_strategy, list_strategies
+
+    try:
+        default: str | None = default_strategy()
+    except MTLSearchError:
+        default = None
+    try:
+        names = list_strategies()
+    except MTLSearchError:
+        names = []
+    try:
+        plugin_commands = commands().registrations()
+    except MTLSearchError as exc:
+        log.warning("plugin commands are unavailable: %s", exc)
+        plugin_commands = []
+    return {"default": default, "names": names, "commands": plugin_commands}
+
+
+def _quick_text(names: Sequence[str]) -> str:
+    from mtlsearch.study.comparison import quick_settings
+
+    parts = []
+    for name in names:
+        settings = quick_settings(name)
+        if settings:
+            parts.append(f"{name} gets " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    return "; ".join(parts) or "none declare quick settings"
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -106,11 +139,20 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
                    help="study name (may be left out when the storage holds one study)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mtlsearch`` and its subcommands."""
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of ``mtlsearch`` and its subcommands.
+
+    ``plugins=False`` skips loading the plugins, for a command line that prints no help and
+    runs a built-in command: the help texts then name no registered strategy, and the plugins'
+    commands are not listed.
+    """
     from mtlsearch.study.comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     common = _common()
+    reg = _registered() if plugins else {"default": None, "names": [], "commands": []}
+    default = reg["default"]
+    example = default or (reg["names"] or ["STRATEGY"])[0]
+    pair = ",".join((reg["names"] or ["STRATEGY"])[:2])
     parser = argparse.ArgumentParser(
         prog="mtlsearch", formatter_class=_formatter,
         description="Search how a deep network should be shared among many tasks.",
@@ -126,12 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("search", "Search sharing architectures with an Optuna study (resumable).",
             "  mtlsearch search --trials 20 --epochs 5\n"
-            "  mtlsearch search --strategy random_tree --dataset synthetic --space mlp \\\n"
+            f"  mtlsearch search --strategy {example} --dataset synthetic --space mlp \\\n"
             "      --dataset-arg n_tasks=6 --storage journal:runs/study.log --study s1\n"
-            "  mtlsearch search --strategy gumbel_policy --dataset dense_shapes \\\n"
-            "      --dataset-arg size=32 --space dilated_resnet18   # segmentation, depth, ...\n"
+            "  mtlsearch search --dataset dense_shapes --dataset-arg size=32 \\\n"
+            "      --space dilated_resnet18   # segmentation, depth, normals, edges\n"
             "Run the same command again to resume an interrupted study.")
-    p.add_argument("--strategy", default="random_tree", help="strategy (default %(default)s)")
+    p.add_argument("--strategy", default=None,
+                   help=f"strategy (default: the registered default, {default or 'none'})")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="strategy option (repeatable)")
     _training(p, DEFAULT_SEARCH_EPOCHS)
@@ -156,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compare", "Run several strategies over several seeds and write a report.",
             "  mtlsearch compare\n"
-            "  mtlsearch compare --strategies hard_sharing,random_tree --seeds 0,1 --trials 5\n")
+            f"  mtlsearch compare --strategies {pair} --seeds 0,1 --trials 5\n")
     p.add_argument("--strategies", type=_csv, default=None,
                    help="comma list (default: every registered strategy)")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="default 0,1,2")
@@ -172,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[],
                    metavar="STRATEGY.KEY=VALUE",
-                   help="a strategy's setting, e.g. affinity_tree.estimator=full (repeatable; "
-                        "by default affinity_tree uses the rsa estimator and gumbel_policy "
-                        "retrains 1 sampled architecture and the most likely one, to keep compare quick)")
+                   help="a strategy's setting, e.g. STRATEGY.estimator=full (repeatable); "
+                        "strategies left out get their quick settings, to keep compare quick: "
+                        f"{_quick_text(reg['names'])}")
     _training(p, DEFAULT_EPOCHS)
     _json_flag(p)
     p.set_defaults(func=cmd_compare)
@@ -185,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         _json_flag(p)
         p.set_defaults(func=cmd_list, what=name)
     p = add("plugins", "List loaded plugins (distribution, version, hooks) and failures.",
-            "  mtlsearch plugins\n  MTLSEARCH_DISABLE_PLUGINS=random_tree mtlsearch plugins --json")
+            "  mtlsearch plugins\n  MTLSEARCH_DISABLE_PLUGINS=NAME,OTHER mtlsearch plugins --json")
     _json_flag(p)
     p.set_defaults(func=cmd_plugins)
 
@@ -228,32 +271,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--picture-samples", type=int, default=4, metavar="N",
                    help="rows of the picture: the first N inputs (default 4)")
     p.set_defaults(func=cmd_predict)
-    # The sweep belongs to the task_routing plugin: its own parser takes the remaining arguments.
-    p = sub.add_parser("sweep", add_help=False, formatter_class=_formatter,
-                       help="Task routing: train at each sharing ratio sigma, plot metric vs sigma.",
-                       description="Task routing's sigma sweep (see `mtlsearch sweep --help`).")
-    p.add_argument("sweep_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_sweep, log_level="WARNING")
+    # Plugins' commands (register_commands): each parses its own arguments, so main() hands
+    # them over before argparse sees them; listed here for `mtlsearch --help`.
+    for registration in reg["commands"]:
+        command = registration.entry
+        p = sub.add_parser(command.name, add_help=False, formatter_class=_formatter,
+                           help=command.help,
+                           description=f"{command.help} (see `mtlsearch {command.name} --help`; "
+                                       f"from the plugin {registration.plugin}).")
+        p.add_argument("plugin_args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_plugin_command, log_level="WARNING")
     return parser
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """Delegate to the task_routing plugin's sweep command line."""
-    return _sweep(list(args.sweep_args))
+def cmd_plugin_command(args: argparse.Namespace) -> int:
+    """Run a plugin's command that argparse parsed (main() normally hands it over first)."""
+    return _plugin_command(args.command, list(args.plugin_args))
 
 
-def _sweep(argv: list[str]) -> int:
-    try:
-        from mtlsearch.plugins.task_routing.sweep import build_parser as sweep_parser
-        from mtlsearch.plugins.task_routing.sweep import main as sweep_main
-    except ImportError as exc:
-        raise MTLSearchError(f"the sweep needs the task_routing plugin, which did not load: {exc}") from None
-    if argv[:1] in (["-h"], ["--help"]):
-        parser = sweep_parser()
-        parser.prog = "mtlsearch sweep"
+def _plugin_command(name: str, argv: list[str]) -> int:
+    """Hand ``argv`` to the registered command ``name`` (``--help`` prints its parser's help)."""
+    from mtlsearch.registry import commands
+
+    command = commands().get(name)
+    if command.parser is not None and argv[:1] in (["-h"], ["--help"]):
+        parser = command.parser()
+        parser.prog = f"mtlsearch {name}"
         parser.print_help()
         return 0
-    return sweep_main(argv)
+    return int(command.run(argv) or 0)
+
+
+def _is_plugin_command(name: str) -> bool:
+    from mtlsearch.registry import BUILTIN_COMMANDS, commands
+
+    if name.startswith("-") or name in BUILTIN_COMMANDS:
+        return False
+    try:
+        return name in commands()
+    except MTLSearchError:
+        return False
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -465,7 +522,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
     data = {"number": trial.number, "state": trial.state.name, "hyperparams": trial.params,
             "values": trial.values, "user_attrs": trial.user_attrs}
     if args.picture:
-        from mtlsearch.viz import architecture as viz
+        from mtlsearch import viz
 
         graph, _ = rebuild_trial(study, args.trial)
         viz.draw_architecture(graph, args.picture, title=f"{study.study_name} trial {args.trial}")
@@ -548,13 +605,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--version"])  # doctest: +SKIP
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["sweep"]:  # argparse would swallow the sweep's own options
+    if argv and _is_plugin_command(argv[0]):  # argparse would swallow the command's options
         try:
-            return _sweep(argv[1:])
+            return _plugin_command(argv[0], argv[1:])
         except MTLSearchError as exc:
             print(f"mtlsearch: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-    parser = build_parser()
+    from mtlsearch.registry import BUILTIN_COMMANDS
+
+    # Loading every plugin costs seconds: only help texts and the command list need them.
+    no_help = bool(argv) and argv[0] in BUILTIN_COMMANDS and not {"-h", "--help"} & set(argv)
+    parser = build_parser(plugins=not no_help)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -20,13 +20,14 @@ A plugin is any module or object with functions decorated by :data:`hookimpl`::
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:  # annotations only: the base modules import no layer
+    import argparse
+
     from mtlsearch.data.dataset import DatasetSplits
     from mtlsearch.graph.space import SearchSpace
     from mtlsearch.strategy.base import Strategy

@@ -33,6 +33,7 @@ from mtlsearch.hookspecs import (
 from mtlsearch.plugin_manager import Hooks, cached_registry
 
 __all__ = [
+    "BUILTIN_COMMANDS",
     "Registry",
     "Registration",
     "Command",
@@ -164,14 +165,29 @@ def _strategy_registrar(registry: Registry[type]) -> Callable[[str], StrategyReg
     return for_plugin
 
 
-def _named_registrar(registry: Registry[Any]) -> Callable[[str], Any]:
-    def for_plugin(plugin: str) -> SpaceRegistrar | DatasetRegistrar:
+def _callable(plugin: str, what: str, name: str, entry: Any) -> None:
+    if not callable(entry):
+        raise MTLSearchError(f"plugin {plugin!r}: {what} {name!r} needs a callable, got {entry!r}")
+
+
+def _space_registrar(registry: Registry[Any]) -> Callable[[str], SpaceRegistrar]:
+    def for_plugin(plugin: str) -> SpaceRegistrar:
         def register(name: str, factory: Callable[..., Any], *,
                      tiny: Mapping[str, Any] | None = None) -> None:
-            if not callable(factory):
-                raise MTLSearchError(f"plugin {plugin!r}: {registry.what} {name!r} needs a "
-                                     f"callable, got {factory!r}")
+            _callable(plugin, registry.what, name, factory)
             registry.register(name, factory, plugin=plugin, tiny=tiny)
+
+        return register
+
+    return for_plugin
+
+
+def _dataset_registrar(registry: Registry[Any]) -> Callable[[str], DatasetRegistrar]:
+    def for_plugin(plugin: str) -> DatasetRegistrar:
+        def register(name: str, loader: Callable[..., Any], *,
+                     tiny: Mapping[str, Any] | None = None) -> None:
+            _callable(plugin, registry.what, name, loader)
+            registry.register(name, loader, plugin=plugin, tiny=tiny)
 
         return register
 
@@ -223,13 +239,13 @@ def strategies() -> Registry[type]:
 def spaces() -> Registry[Callable[..., Any]]:
     """The search-space registry (factories)."""
     return cached_registry("spaces", _built(
-        "search space", lambda h, r: h.register_search_spaces(_named_registrar(r))))
+        "search space", lambda h, r: h.register_search_spaces(_space_registrar(r))))
 
 
 def datasets() -> Registry[Callable[..., Any]]:
     """The dataset registry (loaders)."""
     return cached_registry("datasets", _built(
-        "dataset", lambda h, r: h.register_datasets(_named_registrar(r))))
+        "dataset", lambda h, r: h.register_datasets(_dataset_registrar(r))))
 
 
 def task_kinds() -> Registry[Any]:

@@ -225,3 +225,75 @@ def test_compare_with_workers_prints_a_line_per_finished_search(tmp_path, capsys
     out = capsys.readouterr().out
     assert "[1/2] hard_sharing seed" in out and "[2/2] hard_sharing seed" in out
     assert "Leaderboard" in out
+
+
+def test_plugin_commands_come_from_register_commands(capsys):
+    import argparse
+    import types
+
+    from mtlsearch import MTLSearchError, hookimpl
+    from mtlsearch.plugin_manager import register_plugin, unregister_plugin
+    from mtlsearch.registry import commands
+
+    seen: list[list[str]] = []
+
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(description="Greets.")
+        p.add_argument("--who", default="world")
+        return p
+
+    def run(argv):
+        seen.append(list(argv))
+        if argv == ["--fail"]:
+            raise MTLSearchError("no greeting today")
+        return 0
+
+    plugin = types.SimpleNamespace(register_commands=hookimpl(
+        lambda register: register("hello", run, help="Say hello.", parser=parser)))
+    register_plugin(plugin, name="hello-plugin")
+    try:
+        assert commands().registration("hello").plugin == "hello-plugin"
+        assert main(["hello", "--who", "you", "-q"]) == 0 and seen == [["--who", "you", "-q"]]
+        assert main(["hello", "--help"]) == 0
+        assert "usage: mtlsearch hello" in capsys.readouterr().out and len(seen) == 1
+        assert main(["hello", "--fail"]) == 2
+        assert capsys.readouterr().err == "mtlsearch: error: no greeting today\n"
+        choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert "hello" in choices and "sweep" in choices
+    finally:
+        unregister_plugin("hello-plugin")
+    assert "hello" not in commands()
+
+
+def test_a_plugin_command_may_not_take_a_builtin_name():
+    import types
+
+    from mtlsearch import MTLSearchError, hookimpl
+    from mtlsearch.plugin_manager import register_plugin, unregister_plugin
+    from mtlsearch.registry import BUILTIN_COMMANDS, commands
+
+    assert set(COMMANDS) == BUILTIN_COMMANDS  # the registry's list is the parser's
+    plugin = types.SimpleNamespace(register_commands=hookimpl(
+        lambda register: register("search", lambda argv: 0, help="mine")))
+    register_plugin(plugin, name="greedy")
+    try:
+        with pytest.raises(MTLSearchError, match="plugin 'greedy' registers the command 'search'"):
+            commands()
+    finally:
+        unregister_plugin("greedy")
+
+
+def test_sweep_help_is_the_plugins_parser(capsys):
+    assert main(["sweep", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mtlsearch sweep") and "--sigmas" in out
+
+
+def test_search_help_names_the_registered_default(capsys):
+    from mtlsearch.registry import default_strategy
+
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert f"(default: the registered default, {default_strategy()})" in out
+    assert build_parser(plugins=False).parse_args(["search"]).strategy is None

@@ -1,12 +1,16 @@
-"""The documentation keeps up with the code: every hook and every registered name is in docs/.
+"""The documentation keeps up with the code: every hook, its signature and every registered
+name is in docs/.
 
 Like datasette's ``test_plugin_hooks_are_documented``: a new hook in
-``mtlsearch/hookspecs.py`` fails here until ``docs/`` has a heading for it, and a new
-strategy, search space or dataset fails until its name appears somewhere in ``docs/``.
+``mtlsearch/hookspecs.py`` fails here until ``docs/`` has a heading for it, a changed hook
+signature until the heading ``### hook(args)`` in docs/writing_a_plugin.md shows it, a changed
+``register`` callback (its Protocol) until its section shows the new ``register(...)`` call,
+and a new strategy, search space or dataset until its name appears somewhere in ``docs/``.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from mtlsearch.plugin_manager import get_plugin_manager
 from mtlsearch.registry import list_datasets, list_spaces, list_strategies
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+PLUGIN_GUIDE = DOCS / "writing_a_plugin.md"
 
 
 def _hook_names(pm: pluggy.PluginManager) -> list[str]:
@@ -62,6 +67,58 @@ def test_hook_is_documented(hook: str) -> None:
         f"hook {hook!r} (mtlsearch/hookspecs.py) has no heading in docs/; add a section "
         f"'### {hook}(...)' to docs/writing_a_plugin.md"
     )
+
+
+def documented_signature(hook: str, text: str) -> str | None:
+    """The argument list of the heading ``### hook(...)`` in ``text`` (``None``: no heading)."""
+    match = re.search(rf"^#{{1,6}} {re.escape(hook)}\(([^)]*)\)\s*$", text, re.M)
+    return match.group(1) if match else None
+
+
+def section(hook: str, text: str) -> str:
+    """The text under the heading of ``hook``, up to the next heading."""
+    match = re.search(rf"^#{{1,6}} {re.escape(hook)}\(.*?$(.*?)(?=^#{{1,6}} |\Z)", text, re.M | re.S)
+    return match.group(1) if match else ""
+
+
+def call_text(protocol: type) -> str:
+    """``register(a, b=None, *, c=False)``: how a Protocol's ``__call__`` is called."""
+    parts, star = [], False
+    for p in list(inspect.signature(protocol.__call__).parameters.values())[1:]:
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        parts.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return f"register({', '.join(parts)})"
+
+
+def _spec_signature(hook: str) -> str:
+    return ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_documented_signature_is_the_hookspec(hook: str) -> None:
+    documented = documented_signature(hook, PLUGIN_GUIDE.read_text(encoding="utf-8"))
+    assert documented == _spec_signature(hook), (
+        f"docs/writing_a_plugin.md documents {hook}({documented}); the hookspec is "
+        f"{hook}({_spec_signature(hook)})")
+
+
+@pytest.mark.parametrize("hook", hookspecs.CONTRIBUTION_HOOKS)
+def test_documented_register_call_is_the_protocol(hook: str) -> None:
+    protocol = getattr(hookspecs, inspect.signature(getattr(hookspecs, hook)).parameters[
+        "register"].annotation)
+    text = section(hook, PLUGIN_GUIDE.read_text(encoding="utf-8"))
+    assert call_text(protocol) in " ".join(text.split()), (
+        f"the section of {hook} should show `{call_text(protocol)}` ({protocol.__name__})")
+
+
+def test_the_signature_checks_see_a_changed_signature() -> None:
+    text = "### on_epoch_end(epoch)\n\nCall `register(name, run)`.\n### next(x)\n"
+    assert documented_signature("on_epoch_end", text) == "epoch" != _spec_signature("on_epoch_end")
+    assert documented_signature("on_trial_end", text) is None
+    assert section("on_epoch_end", text).strip() == "Call `register(name, run)`."
+    assert call_text(hookspecs.CommandRegistrar) == "register(name, run, *, help, parser=None)"
 
 
 @pytest.mark.parametrize(

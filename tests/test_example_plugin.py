@@ -75,6 +75,15 @@ def test_discovered_through_its_entry_point(plugin_path: Path) -> None:
     assert Path(sys.modules[MODULE].__file__).is_relative_to(plugin_path)
 
 
+def test_registration_carries_its_tiny_size(plugin_path: Path) -> None:
+    from mtlsearch.registry import strategies, tiny_settings
+    from mtlsearch.testing import check_strategy
+
+    assert tiny_settings("strategy", "split_last") == {"max_split": 1}
+    assert strategies().registration("split_last").plugin == "example"
+    check_strategy("split_last")  # built from those settings
+
+
 def test_runs_one_trial(plugin_path: Path) -> None:
     data = load_dataset("synthetic", n_tasks=3, n_samples=200)
     space = create_space("mlp", input_shape=data.input_shape, widths=(8, 8))

@@ -124,3 +124,204 @@ def test_broken_entry_point_is_reported_and_others_load(fresh_plugins):
 
 def test_every_builtin_dataset_is_listed():
     assert {"multi_digits", "digits", "synthetic"} <= set(list_datasets())
+
+
+# ------------------------------------------------------------------- the facade and its types
+def _spec_functions() -> dict[str, object]:
+    from mtlsearch import hookspecs
+
+    return {n: f for n, f in vars(hookspecs).items()
+            if callable(f) and hasattr(f, "mtlsearch_spec")}
+
+
+def test_the_facade_has_one_method_per_hook_with_its_arguments():
+    import inspect
+
+    from mtlsearch import hookspecs
+    from mtlsearch.plugin_manager import Hooks
+
+    specs = _spec_functions()
+    assert sorted(specs) == Hooks.names()
+    assert set(hookspecs.CONTRIBUTION_HOOKS) | set(hookspecs.OBSERVER_HOOKS) == set(specs)
+    for name, spec in specs.items():
+        method = getattr(Hooks, name)
+        params = list(inspect.signature(method).parameters)[1:]
+        want = ["registrar"] if name in hookspecs.CONTRIBUTION_HOOKS else \
+            list(inspect.signature(spec).parameters)
+        assert params == want, f"Hooks.{name}{params} does not match the hookspec"
+
+
+def test_each_register_callback_has_the_signature_of_its_protocol():
+    import inspect
+
+    from mtlsearch import hookspecs, registry
+
+    made = {
+        "register_strategies": registry._strategy_registrar(registry.Registry("strategy")),
+        "register_search_spaces": registry._space_registrar(registry.Registry("search space")),
+        "register_datasets": registry._dataset_registrar(registry.Registry("dataset")),
+        "register_task_kinds": registry._kind_registrar(registry.Registry("task kind")),
+        "register_commands": registry._command_registrar(registry.Registry("command")),
+    }
+    assert set(made) == set(hookspecs.CONTRIBUTION_HOOKS)
+    for hook, registrar in made.items():
+        protocol_name = inspect.signature(getattr(hookspecs, hook)).parameters["register"].annotation
+        protocol = getattr(hookspecs, protocol_name)  # the spec is annotated with its Protocol
+        want = list(inspect.signature(protocol.__call__).parameters.values())[1:]
+        got = list(inspect.signature(registrar("p")).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in got] == \
+            [(p.name, p.kind, p.default) for p in want], hook
+
+
+def _observer(calls: list[str], fail: bool):
+    class Observer:
+        @hookimpl
+        def on_trial_start(self, trial, strategy, params):
+            calls.append("start")
+            if fail:
+                raise RuntimeError("logger down")
+
+        @hookimpl
+        def on_epoch_end(self, epoch):  # names only what it needs, as pluggy allows
+            calls.append(f"epoch{epoch}")
+            if fail:
+                raise ValueError("disk full")
+
+        @hookimpl
+        def on_trial_end(self, trial, strategy, result):
+            calls.append(result["state"])
+            if fail:
+                raise KeyError("gone")
+
+    return Observer()
+
+
+def test_one_observer_policy_a_failing_observer_loses_no_trial(fresh_plugins, caplog):
+    from mtlsearch import TrainConfig
+    from mtlsearch.study import search
+
+    good: list[str] = []
+    bad: list[str] = []
+    register_plugin(_observer(good, fail=False), name="good-observer")
+    register_plugin(_observer(bad, fail=True), name="bad-observer")
+    with caplog.at_level("WARNING", logger="mtlsearch.plugin_manager"):
+        result = search(strategy="hard_sharing", dataset="synthetic", space="mlp", trials=1,
+                        dataset_kwargs={"n_tasks": 3, "n_samples": 120},
+                        space_kwargs={"widths": [8]}, budget=TrainConfig(epochs=2),
+                        progress=False, pruner="none")
+    assert [t.state.name for t in result.study.trials] == ["COMPLETE"]
+    assert good == bad == ["start", "epoch0", "epoch1", "COMPLETE"]  # every hook reached both
+    failed = [r for r in caplog.records if r.name == "mtlsearch.plugin_manager"]
+    assert [(r.levelname, r.args[0], r.args[1]) for r in failed] == [
+        ("WARNING", "bad-observer", "on_trial_start"), ("WARNING", "bad-observer", "on_epoch_end"),
+        ("WARNING", "bad-observer", "on_epoch_end"), ("WARNING", "bad-observer", "on_trial_end")]
+    assert "plugin 'bad-observer' failed in on_trial_start (the search goes on): RuntimeError: " \
+        "logger down" == failed[0].getMessage()
+
+
+def test_a_wrapper_implementation_is_refused(fresh_plugins):
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def on_trial_end(self, trial, strategy, result):
+            return (yield)
+
+    with pytest.raises(MTLSearchError, match="on_trial_end as a wrapper"):
+        register_plugin(Wrapper(), name="wrapper")
+    assert "wrapper" not in {p.name for p in list_plugins()}
+
+
+def test_a_failing_contribution_names_its_plugin(fresh_plugins):
+    plugin = types.SimpleNamespace()
+    plugin.register_datasets = hookimpl(lambda register: 1 / 0)
+    register_plugin(plugin, name="broken-datasets")
+    with pytest.raises(MTLSearchError, match="plugin 'broken-datasets' failed in register_datasets: "
+                                             "ZeroDivisionError"):
+        list_datasets()
+
+
+def test_registrations_remember_their_plugin_and_tiny_size(fresh_plugins):
+    from mtlsearch.registry import spaces, tiny_settings
+    from mtlsearch.testing import check_space
+
+    built: list[dict] = []
+
+    def factory(**kwargs):
+        built.append(kwargs)
+        return create_space("mlp", **kwargs)
+
+    plugin = types.SimpleNamespace()
+    plugin.register_search_spaces = hookimpl(
+        lambda register: register("my_mlp", factory, tiny={"input_shape": (3,), "widths": (4,)}))
+    register_plugin(plugin, name="my-spaces")
+    entry = spaces().registration("my_mlp")
+    assert entry.plugin == "my-spaces" and spaces().registration("mlp").plugin == "builtin_search_spaces"
+    assert tiny_settings("search space", "my_mlp") == {"input_shape": (3,), "widths": (4,)}
+    check_space("my_mlp")  # built at the plugin's own tiny size
+    assert built == [{"input_shape": (3,), "widths": (4,)}]
+    with pytest.raises(MTLSearchError, match="tiny= must be a mapping"):
+        spaces().register("other", factory, tiny=3)
+
+
+def test_the_default_strategy_comes_from_the_registry(fresh_plugins):
+    from mtlsearch.registry import default_strategy, paired_baseline
+
+    assert default_strategy() == "random_tree"
+    assert paired_baseline(["hard_sharing", "random_tree", "single_task"]) == "random_tree"
+    assert paired_baseline(["single_task", "hard_sharing"]) == "hard_sharing"
+    assert paired_baseline(["single_task"]) is None
+
+    class Mine(Strategy):
+        name = "mine"
+
+        def propose(self, trial, ctx):
+            raise AssertionError("not run")
+
+    plugin = types.SimpleNamespace()
+    plugin.register_strategies = hookimpl(lambda register: register(Mine, default=True))
+    register_plugin(plugin, name="mine-plugin")
+    with pytest.raises(MTLSearchError, match="several strategies say they are the default: "
+                                             "'mine' \\(plugin 'mine-plugin'\\), 'random_tree'"):
+        default_strategy()
+    unregister_plugin("mine-plugin")
+
+
+def test_no_default_strategy_is_a_clear_error(fresh_plugins):
+    from mtlsearch.registry import default_strategy
+
+    fresh_plugins.setenv("MTLSEARCH_PLUGINS", "builtin_tasks,hard_sharing")
+    with pytest.raises(MTLSearchError, match="no registered strategy is the default.*"
+                                             "--strategy hard_sharing"):
+        default_strategy()
+
+
+def test_quick_settings_live_on_the_strategy():
+    from mtlsearch.registry import get_strategy_class
+    from mtlsearch.study import comparison
+
+    assert comparison.quick_settings("affinity_tree") == {"estimator": "rsa"}
+    assert comparison.quick_settings("gumbel_policy") == {"num_samples": 1}
+    assert comparison.quick_settings("hard_sharing") == {}
+    assert Strategy.quick_settings == {}
+    # the old table, now read from the classes (benchmarks still import it)
+    table = comparison.QUICK_STRATEGY_KWARGS
+    assert table == {n: dict(get_strategy_class(n).quick_settings) for n in table}
+    assert {"affinity_tree", "gumbel_policy"} <= set(table)
+
+
+def test_strategy_is_abstract_and_keeps_its_lifecycle_in_its_docstring():
+    import inspect
+
+    class NoPropose(Strategy):
+        name = "no_propose"
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoPropose()
+    assert inspect.isabstract(Strategy) and Strategy.__abstractmethods__ == {"propose"}
+    doc = Strategy.__doc__ or ""
+    for step in ("initial_params", "propose", "on_backward", "on_epoch_end", "Lifecycle"):
+        assert step in doc, step
+    for name in list_strategies():  # every registered strategy is a concrete Strategy
+        from mtlsearch.registry import get_strategy_class
+
+        cls = get_strategy_class(name)
+        assert issubclass(cls, Strategy) and not inspect.isabstract(cls), name

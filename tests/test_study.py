@@ -223,7 +223,7 @@ def test_two_processes_share_a_journal_study_and_stop_at_the_budget(tmp_path):
 
 
 def test_export_uses_kept_weights_or_retrains_identically(tmp_path):
-    from mtlsearch.export import write as export
+    from mtlsearch import export
 
     result = search(trials=2, storage=f"sqlite:///{tmp_path / 'db.db'}", out=tmp_path / "out",
                     **TINY)

@@ -2,22 +2,8 @@
 
 A strategy enters at exactly one place: for each Optuna trial it samples its hyper-parameters
 and proposes a :class:`Proposal` (a sharing graph, optionally with trained weights and training
-overrides). Materializing, training, scoring and exporting are shared by every strategy.
-
-Lifecycle, for each trial of a study:
-
-0. Once per study, ``initial_params(ctx)`` may list parameter sets to try first (they are
-   enqueued in the study, so a search of a handful of trials covers distinct candidates).
-1. ``propose(trial, ctx)`` samples hyper-parameters with ``trial.suggest_*`` and returns a
-   proposal. Strategies that need their own training (a policy phase, an affinity stage) call
-   ``ctx.train(...)`` and keep expensive results in ``ctx.cache``.
-2. If the proposal has no trained weights, the engine materializes and trains the graph with
-   the study's budget and the proposal's ``train_overrides``. During that training:
-   ``on_backward(state)`` runs after each backward pass (e.g. to capture gradients) and
-   ``on_epoch_end(state)`` after each epoch; returning a new graph from it changes the
-   architecture (the trainer keeps the weights and optimizer state of what remains).
-3. The engine evaluates the model, computes Δ_MTL against the single-task reference, and
-   records everything in the trial.
+overrides). Materializing, training, scoring and exporting are shared by every strategy. The
+lifecycle is in :class:`Strategy`'s docstring.
 
 Example:
     >>> from mtlsearch.graph.sharing import SharingGraph
@@ -25,10 +11,14 @@ Example:
     ...     name = "chain"
     ...     def propose(self, trial, ctx):
     ...         return Proposal(SharingGraph.hard_sharing(ctx.task_names, ctx.space.num_blocks))
+    >>> Chain().is_dynamic()
+    False
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -61,19 +51,45 @@ class Proposal:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class Strategy:
-    """Base class of search strategies (see the module docstring for the lifecycle).
+class Strategy(ABC):
+    """Base class of search strategies: set :attr:`name`, implement :meth:`propose`.
 
-    Subclasses set :attr:`name` (the registry key) and implement :meth:`propose`. Constructors
-    take keyword-only arguments. :meth:`on_epoch_end` and :meth:`on_backward` are optional.
+    The abstract surface is one method; everything else has a default. Constructors take
+    keyword-only arguments (``create_strategy(name, **kwargs)`` passes them).
+
+    Lifecycle, for each study:
+
+    0. Once per study, :meth:`initial_params` may list parameter sets to try first (they are
+       enqueued in the study, so a search of a handful of trials covers distinct candidates).
+
+    Then for each trial:
+
+    1. :meth:`propose` samples hyper-parameters with ``trial.suggest_*`` and returns a
+       :class:`Proposal`. Strategies that need their own training (a policy phase, an
+       affinity stage) call ``ctx.train(...)`` and keep expensive results in ``ctx.cache``.
+    2. If the proposal has no trained weights, the engine materializes and trains the graph
+       with the study's budget and the proposal's ``train_overrides``. During that training
+       :meth:`on_backward` runs after each backward pass (e.g. to capture gradients) and
+       :meth:`on_epoch_end` after each epoch; returning a new graph from it changes the
+       architecture (the trainer keeps the weights and optimizer state of what remains).
+       Overriding either makes the strategy dynamic (:meth:`is_dynamic`).
+    3. The engine evaluates the model, computes Δ_MTL against the single-task reference, and
+       records everything in the trial.
+
+    Class attributes:
+        name: The registry key (``register(cls)`` uses it).
+        description: One line for ``mtlsearch strategies``.
+        quick_settings: Constructor arguments ``compare`` passes unless told otherwise, for a
+            strategy whose full method trains many networks per trial (default: none).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    quick_settings: ClassVar[Mapping[str, Any]] = {}
 
+    @abstractmethod
     def propose(self, trial: Any, ctx: SearchContext) -> Proposal:
         """Sample hyper-parameters from the Optuna ``trial`` and propose an architecture."""
-        raise NotImplementedError(f"strategy {type(self).__name__} does not implement propose()")
 
     def initial_params(self, ctx: SearchContext) -> list[dict[str, Any]]:
         """Parameter sets the study tries first, in this order, before its sampler takes over.
@@ -89,7 +105,7 @@ class Strategy:
         """Called after every training epoch; return a new graph to change the architecture."""
         return None
 
-    def on_backward(self, state: StepState) -> None:
+    def on_backward(self, state: StepState) -> None:  # noqa: B027 (optional, empty on purpose)
         """Called after every backward pass, before the optimizer step."""
 
     @classmethod

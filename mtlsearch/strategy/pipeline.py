@@ -27,7 +27,7 @@ from mtlsearch.engine.scoring import Metrics, delta_mtl
 from mtlsearch.engine.train import EpochState, TrainResult
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.summary import summarize
-from mtlsearch.plugin_manager import get_plugin_manager
+from mtlsearch.plugin_manager import get_hooks
 from mtlsearch.strategy.base import Proposal, Strategy
 from mtlsearch.strategy.context import SearchContext
 
@@ -84,7 +84,7 @@ def _pruning_callback(trial: Any, ctx: SearchContext, reference: Metrics):
 
 
 def _observer_callback(state: EpochState) -> None:
-    get_plugin_manager().hook.on_epoch_end(epoch=state.epoch, logs=dict(state.logs))
+    get_hooks().on_epoch_end(epoch=state.epoch, logs=dict(state.logs))  # observers never raise
     return None
 
 

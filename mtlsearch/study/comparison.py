@@ -31,7 +31,7 @@ from mtlsearch.engine.compute import compute_unit, parse_compute
 from mtlsearch.engine.scoring import metric_directions
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.registry import list_strategies, load_dataset
+from mtlsearch.registry import get_strategy_class, list_strategies, load_dataset, paired_baseline
 from mtlsearch.stats import PairedDifference, paired_difference
 from mtlsearch.stats import mean_std as _mean_std
 from mtlsearch.strategy.context import ResultCache
@@ -47,7 +47,7 @@ __all__ = [
     "DEFAULT_COMPUTE",
     "compute_unit",
     "parse_compute",
-    "QUICK_STRATEGY_KWARGS",
+    "quick_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,22 @@ log = logging.getLogger(__name__)
 DEFAULT_EPOCHS = 3
 DEFAULT_TRIALS = 12
 DEFAULT_SEEDS = (0, 1, 2)
-#: The strategy every other is compared with seed by seed (the first one compared).
-PAIRED_BASELINES = ("random_tree", "hard_sharing")
 #: Equal compute per search, in hard-sharing trainings (see :func:`compute_unit`).
 DEFAULT_COMPUTE = "6x"
-#: What compare passes to strategies whose full method trains many networks per trial, so the
-#: default comparison finishes in minutes. Giving ``strategy_kwargs`` for a strategy replaces
-#: its entry (``{"affinity_tree": {"estimator": "full"}}`` runs the paper's estimator).
-QUICK_STRATEGY_KWARGS: dict[str, dict[str, Any]] = {
-    "affinity_tree": {"estimator": "rsa"},
-    "gumbel_policy": {"num_samples": 1},
-}
+
+
+def quick_settings(name: str) -> dict[str, Any]:
+    """What compare passes to the strategy ``name`` unless ``strategy_kwargs`` names it: its
+    class's :attr:`~mtlsearch.strategy.base.Strategy.quick_settings` (strategies whose full
+    method trains many networks per trial declare some, so a comparison ends in minutes)."""
+    return dict(getattr(get_strategy_class(name), "quick_settings", None) or {})
+
+
+def __getattr__(name: str) -> Any:
+    # QUICK_STRATEGY_KWARGS, the table this replaced: now read from the registered classes
+    if name == "QUICK_STRATEGY_KWARGS":
+        return {n: quick_settings(n) for n in list_strategies() if quick_settings(n)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _pm(pair: tuple[float, float] | None, digits: int = 2, sign: str = "+") -> str:
@@ -269,7 +274,7 @@ def compare(
             ``trials`` trials whatever they cost. Every run's compute is reported.
         out: Report folder (studies in ``out/compare.db``, shared cache in ``out/cache``).
         strategy_kwargs: ``{strategy: {argument: value}}``; strategies left out get their
-            entry of :data:`QUICK_STRATEGY_KWARGS`, if any.
+            :func:`quick_settings` (their class's ``quick_settings``), if any.
         storage: Optuna storage of the studies (default ``sqlite:///<out>/compare.db``).
         progress: Show each search's progress (with several workers: a line per finished
             search); show: print the leaderboard at the end.
@@ -316,7 +321,7 @@ def compare(
     for seed in seeds:
         for name in names:
             given = strategy_kwargs or {}
-            kwargs = dict(given[name] if name in given else QUICK_STRATEGY_KWARGS.get(name, {}))
+            kwargs = dict(given[name] if name in given else quick_settings(name))
             study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs,
                                                   **({"compute": compute_macs} if compute_macs else {})})
             jobs.append(dict(strategy=name, dataset=dataset, dataset_kwargs=dict(dataset_kwargs or {}),
@@ -334,7 +339,7 @@ def compare(
     runs = [run for run, _ in done]
     points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
-    baseline = next((b for b in PAIRED_BASELINES if b in names), None)
+    baseline = paired_baseline(names)  # the registered baseline of lowest rank compared
     settings["paired_baseline"] = baseline
     for row in rows:
         row["paired"] = _paired(row["strategy"], baseline, runs)
@@ -507,7 +512,7 @@ def _aggregate(name: str, runs: list[dict[str, Any]], primary: Mapping[str, str]
 
 def write_report(board: Leaderboard, folder: str | Path) -> Path:
     """Write ``report.md``, ``leaderboard.json`` and the pictures of ``board`` to ``folder``."""
-    from mtlsearch.viz import architecture as viz
+    from mtlsearch import viz
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,8 @@ from mtlsearch.engine.distributed import DistributedAbort, torchrun_session
 from mtlsearch.engine.train import TrainConfig, seed_everything
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.space import SearchSpace
-from mtlsearch.plugin_manager import get_plugin_manager
-from mtlsearch.registry import create_space, create_strategy, load_dataset
+from mtlsearch.plugin_manager import get_hooks
+from mtlsearch.registry import create_space, create_strategy, default_strategy, load_dataset
 from mtlsearch.strategy.base import Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
@@ -211,7 +211,7 @@ class _Setup:
 
 
 def _setup(
-    strategy: str | Strategy,
+    strategy: str | Strategy | None,
     dataset: str | DatasetSplits,
     space: str | SearchSpace,
     budget: TrainConfig | None,
@@ -231,6 +231,8 @@ def _setup(
         space_obj = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {}))
     else:
         space_obj = space
+    if strategy is None:
+        strategy = default_strategy()
     if isinstance(strategy, str):
         strategy_obj = create_strategy(strategy, **dict(strategy_kwargs or {}))
     else:
@@ -332,7 +334,7 @@ class SearchResult:
 
 def search(
     *,
-    strategy: str | Strategy = "random_tree",
+    strategy: str | Strategy | None = None,
     dataset: str | DatasetSplits = "multi_digits",
     space: str | SearchSpace = "small_cnn",
     trials: int = 10,
@@ -355,7 +357,8 @@ def search(
 
     Args:
         strategy, dataset, space: Registered names or objects; the space is built for the
-            dataset's input shape.
+            dataset's input shape. ``strategy=None`` runs the registry's
+            :func:`~mtlsearch.registry.default_strategy`.
         trials: Study-wide budget of finished (complete, pruned or failed) trials; a resumed
             study or several workers run only what is left.
         budget: How every candidate is trained (default ``TrainConfig()``).
@@ -520,7 +523,7 @@ class _Runner:
             self._run(trial)
 
     def _run(self, trial: optuna.Trial) -> None:
-        setup, hook = self.setup, get_plugin_manager().hook
+        setup, hooks = self.setup, get_hooks()
         name = setup.settings["strategy"]
         start = time.perf_counter()
         try:
@@ -537,7 +540,7 @@ class _Runner:
                 epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
                 trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
                 self.display.trial_started(trial.number, epochs)
-                hook.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
+                hooks.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
                 proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end)
                 result = evaluate_proposal(proposal, setup.ctx, strategy=setup.strategy, trial=proxy)
             values = [float(getattr(result, o)) for o in self.objectives]
@@ -588,12 +591,9 @@ class _Runner:
                     self.study.set_user_attr(_CHARGED_ATTR, charged)
             self.spent = None
         self.study.tell(trial, values, state=state)
-        try:
-            get_plugin_manager().hook.on_trial_end(
-                trial=trial, strategy=self.setup.settings["strategy"],
-                result={"state": state.name, "values": values, **result})
-        except Exception as exc:  # an observer must not break the study
-            log.warning("an on_trial_end hook failed: %s: %s", type(exc).__name__, exc)
+        get_hooks().on_trial_end(  # an observer that raises is logged: the study goes on
+            trial=trial, strategy=self.setup.settings["strategy"],
+            result={"state": state.name, "values": values, **result})
         self.display.trial_finished(
             trial.number, state.name, delta=result.get("delta_mtl"),
             delta_test=result.get("delta_mtl_test"), params=result.get("params"),

@@ -15,9 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 
 from .affinity import (
     AffinityTensor,
@@ -78,5 +76,5 @@ __all__ = [
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
+def register_strategies(register: StrategyRegistrar) -> None:
     register(AffinityTree)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from mtlsearch.viz.architecture import save_figure as _save
+from mtlsearch.viz import save_figure as _save
 
 __all__ = ["draw_affinity"]
 

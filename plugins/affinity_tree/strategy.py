@@ -92,6 +92,8 @@ class AffinityTree(Strategy):
 
     name = "affinity_tree"
     description = "branched tree from task affinities at every depth (Vandenhende et al.)"
+    # compare: the RSA estimator trains the single-task models only, not every recombination
+    quick_settings = {"estimator": "rsa"}
 
     def __init__(
         self,

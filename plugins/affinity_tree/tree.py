@@ -85,7 +85,7 @@ def _canonical(groups: Any) -> Partition:
     return tuple(sorted(tuple(sorted(int(i) for i in g)) for g in groups if len(g)))
 
 
-def _as_tensor(affinity: Any) -> np.ndarray:
+def as_tensor(affinity: Any) -> np.ndarray:
     arr = np.asarray(affinity, dtype=float)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise MTLSearchError(
@@ -175,7 +175,7 @@ def tree_cost(
     clustering: str = "size_weighted",
 ) -> float:
     """Sum over depths of :func:`grouping_cost` (the affinity at depth ``l`` for block ``l``)."""
-    arr = _as_tensor(affinity)
+    arr = as_tensor(affinity)
     return float(
         sum(
             grouping_cost(g, distance_matrix(arr[d]), pooling[d], alpha, clustering)
@@ -197,7 +197,7 @@ def tree_cost_parts(
         >>> tree_cost_parts([[[0, 1, 2]], [[0, 1], [2]]], A, [1, 0])
         (0.0, 1.0)
     """
-    arr = _as_tensor(affinity)
+    arr = as_tensor(affinity)
     c = sum(clustering_cost(g, distance_matrix(arr[d]), clustering) for d, g in enumerate(partitions))
     k = sum(complexity_cost(len(g), pooling[d]) for d, g in enumerate(partitions))
     return float(c), float(k)
@@ -413,7 +413,7 @@ def _refinements(g: Partition) -> list[Partition]:
 
 
 def _check(affinity: Any, pooling: Sequence[int], alpha: float, clustering: str) -> np.ndarray:
-    arr = _as_tensor(affinity)
+    arr = as_tensor(affinity)
     if len(pooling) != arr.shape[0]:
         raise MTLSearchError(
             f"pooling has {len(pooling)} entries but the affinity tensor has {arr.shape[0]} depths"
@@ -443,7 +443,7 @@ def build_tree(
     seed: int = 0,
 ) -> TreeResult:
     """Exhaustive search when asked (or ``auto`` with few tasks), else the beam search."""
-    n = _as_tensor(affinity).shape[1]
+    n = as_tensor(affinity).shape[1]
     if _uses_exhaustive(search, n, exhaustive_max_tasks):
         return exhaustive_search(affinity, pooling, alpha=alpha, clustering=clustering)
     return beam_search(

@@ -12,9 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 
 from .capture import GradientRecorder, branch_depth, branch_gradients, branch_layer, branches
 from .clustering import DIRECTIVES, cluster_branches, groups_from_labels
@@ -54,5 +52,5 @@ __all__ = [
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
+def register_strategies(register: StrategyRegistrar) -> None:
     register(GradientMerge)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mtlsearch.viz.architecture import save_figure as _save
+from mtlsearch.viz import save_figure as _save
 
 __all__ = ["plot_group_formation", "plot_final_groups"]
 

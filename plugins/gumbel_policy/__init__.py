@@ -13,9 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 
 from .losses import depth_weights, execute_probability, sharing_loss, soft_decisions, sparsity_loss
 from .plots import draw_policy, draw_task_correlation, task_correlation
@@ -58,5 +56,5 @@ __all__ = [
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
-    register(GumbelPolicy)
+def register_strategies(register: StrategyRegistrar) -> None:
+    register(GumbelPolicy, tiny={"min_policy_steps": 20, "num_samples": 1})

@@ -2,7 +2,7 @@
 decisions) and Figure 3b (task correlation: cosine similarity of the tasks' policies).
 
 Each function returns a :class:`matplotlib.figure.Figure` and, given ``path``, saves it as
-``<stem>.png`` and ``<stem>.svg`` like :mod:`mtlsearch.viz.architecture`.
+``<stem>.png`` and ``<stem>.svg`` like :mod:`mtlsearch.viz.figures`.
 
 Example:
     >>> import numpy as np
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mtlsearch.viz.architecture import save_figure as _save
+from mtlsearch.viz import save_figure as _save
 
 __all__ = ["task_correlation", "draw_policy", "draw_task_correlation"]
 

@@ -102,6 +102,8 @@ class GumbelPolicy(Strategy):
 
     name = "gumbel_policy"
     description = "AdaShare: per-task select-or-skip block policies learned with Gumbel-softmax"
+    # compare: retrain 1 sampled architecture (and the most likely one) per trial
+    quick_settings = {"num_samples": 1}
 
     def __init__(
         self,

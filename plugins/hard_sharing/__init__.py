@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 from mtlsearch.strategy.base import Proposal, Strategy
 
 __all__ = ["HardSharing"]
@@ -22,5 +21,5 @@ class HardSharing(Strategy):
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
-    register(HardSharing)
+def register_strategies(register: StrategyRegistrar) -> None:
+    register(HardSharing, baseline=1)  # compare's baseline when random_tree is not compared

@@ -8,10 +8,10 @@ own blocks to the end.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 from mtlsearch.strategy.base import Proposal, Strategy
 
 __all__ = ["RandomTree", "random_partition"]
@@ -53,5 +53,6 @@ class RandomTree(Strategy):
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
-    register(RandomTree)
+def register_strategies(register: StrategyRegistrar) -> None:
+    # the floor every search must beat: what a search runs unnamed, and compare's baseline
+    register(RandomTree, default=True, baseline=0)

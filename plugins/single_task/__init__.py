@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
 from mtlsearch.strategy.base import Proposal, Strategy
 
 __all__ = ["SingleTask"]
@@ -26,5 +25,5 @@ class SingleTask(Strategy):
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
+def register_strategies(register: StrategyRegistrar) -> None:
     register(SingleTask)

@@ -15,9 +15,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Sequence
 
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import CommandRegistrar, StrategyRegistrar, hookimpl
 
 from .evaluation import (
     DEFAULT_MAX_BYTES,
@@ -67,5 +68,24 @@ def __getattr__(name: str):
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
+def register_strategies(register: StrategyRegistrar) -> None:
     register(TaskRouting)
+
+
+def _sweep_main(argv: Sequence[str]) -> int:
+    from .sweep import main
+
+    return main(list(argv))
+
+
+def _sweep_parser() -> argparse.ArgumentParser:
+    from .sweep import build_parser
+
+    return build_parser()
+
+
+@hookimpl
+def register_commands(register: CommandRegistrar) -> None:
+    """Contribute ``mtlsearch sweep``, the σ sweep (its own parser takes the arguments)."""
+    register("sweep", _sweep_main, parser=_sweep_parser,
+             help="Task routing: train at each sharing ratio sigma, plot metric vs sigma.")

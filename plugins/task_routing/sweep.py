@@ -38,6 +38,7 @@ from mtlsearch.engine.train import TrainConfig
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.space import SearchSpace
 from mtlsearch.registry import create_space, load_dataset
+from mtlsearch.stats import mean_std as _mean_std
 from mtlsearch.strategy.context import SearchContext
 
 from .evaluation import DEFAULT_MAX_BYTES, evaluate_routed
@@ -51,11 +52,6 @@ __all__ = ["PAPER_SIGMAS", "SweepResult", "sigma_sweep", "plot_sigma_sweep", "ma
 PAPER_SIGMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 #: The pseudo-metric of a run's Δ_MTL against the single-task networks of its seed (percent).
 DELTA = "delta_mtl"
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
 @dataclass
@@ -377,8 +373,8 @@ def plot_sigma_sweep(
     """
     from matplotlib.figure import Figure
 
-    from mtlsearch.viz.architecture import _palette
-    from mtlsearch.viz.architecture import save_figure as _save
+    from mtlsearch.viz import palette as _palette
+    from mtlsearch.viz import save_figure as _save
 
     names = [m for m in (metrics or ("accuracy", "precision", "recall")) if m in result.metric_names()]
     if not names:

@@ -16,10 +16,10 @@ the same):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from mtlsearch import Proposal, Strategy, hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar
 
 __all__ = ["SplitLast", "split_last_partitions", "register_strategies"]
 
@@ -79,6 +79,10 @@ class SplitLast(Strategy):
 
 
 @hookimpl
-def register_strategies(register: Callable[..., None]) -> None:
-    """Contribute :class:`SplitLast` (registered under its ``name``, ``split_last``)."""
-    register(SplitLast)
+def register_strategies(register: StrategyRegistrar) -> None:
+    """Contribute :class:`SplitLast` (registered under its ``name``, ``split_last``).
+
+    ``tiny`` is what mtlsearch's conformance checks build it with (``check_strategy(
+    "split_last")``): one split to try keeps a test trial cheap.
+    """
+    register(SplitLast, tiny={"max_split": 1})

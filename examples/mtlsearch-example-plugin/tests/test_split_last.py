@@ -26,3 +26,14 @@ def test_conformance():
     # mtlsearch's shared conformance suite: forward/backward, graph validity, export.
     testing = pytest.importorskip("mtlsearch.testing")
     testing.check_strategy(SplitLast)
+
+
+def test_registered_with_its_tiny_size():
+    # Installed (pip install -e .), the entry point registers it with its tiny settings, and
+    # the conformance check builds it from them when given the name.
+    from mtlsearch.registry import list_strategies, tiny_settings
+
+    if "split_last" not in list_strategies():
+        pytest.skip("the plugin is not installed: its entry point is not visible")
+    assert tiny_settings("strategy", "split_last") == {"max_split": 1}
+    pytest.importorskip("mtlsearch.testing").check_strategy("split_last")

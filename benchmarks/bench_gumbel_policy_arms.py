@@ -1,6 +1,6 @@
 """Measure ``gumbel_policy`` trials at ``mtlsearch compare``'s settings: ``multi_digits`` on
 ``small_cnn``, 3 epochs per training, ``num_samples=1`` (its entry in
-:data:`~mtlsearch.study.comparison.QUICK_STRATEGY_KWARGS`).
+:attr:`GumbelPolicy.quick_settings <mtlsearch.strategy.base.Strategy.quick_settings>`).
 
 Each arm is one trial with fixed hyper-parameters; ``paper`` arms reproduce the schedule
 before the policy-phase fix (one pass over split B per alternation, one Gumbel draw per

@@ -60,7 +60,7 @@ from mtlsearch.graph.grouping import (
     task_partition,
 )
 from mtlsearch.stats import nan_mean_std
-from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS, compare
+from mtlsearch.study.comparison import compare, quick_settings
 from mtlsearch.viz import save_figure
 
 if __package__:  # imported as benchmarks.bench_results, or run with python -m
@@ -302,8 +302,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "settings": {"quick": args.quick, "strategies": strategies, "seeds": list(args.seeds),
                      "budget": _budget(args), "jobs": args.jobs, "threads": args.threads,
-                     "strategy_kwargs": {k: v for k, v in QUICK_STRATEGY_KWARGS.items()
-                                         if k in strategies},
+                     "strategy_kwargs": {k: quick_settings(k) for k in strategies
+                                         if quick_settings(k)},
                      "out": str(out)},
         "datasets": {},
     }

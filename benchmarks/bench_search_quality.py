@@ -189,24 +189,24 @@ class Entry:
 def entries() -> list[Entry]:
     """Every contender, in run order (``matched_random_tree`` after ``affinity_tree``).
 
-    The strategies get ``compare``'s quick arguments (``QUICK_STRATEGY_KWARGS``: the RSA
+    The strategies get ``compare``'s quick arguments (each class's ``quick_settings``: the RSA
     affinity estimator, one retrained Gumbel sample), the variants those plus their change.
     """
-    from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS as Q
+    from mtlsearch.study.comparison import quick_settings
 
-    gumbel = dict(Q.get("gumbel_policy", {}))
+    gumbel = quick_settings("gumbel_policy")
     return [
         Entry("hard_sharing", "hard_sharing", role="baseline"),
         Entry("oracle", "oracle", kind="fixed", role="reference"),
         Entry("mixed", "mixed", kind="fixed", role="reference"),
         Entry("random_tree", "random_tree", role="baseline"),
-        Entry("affinity_tree", "affinity_tree", dict(Q.get("affinity_tree", {}))),
+        Entry("affinity_tree", "affinity_tree", quick_settings("affinity_tree")),
         Entry("matched_random_tree", "matched_random_tree", kind="matched", role="ablation"),
-        Entry("gradient_merge", "gradient_merge", dict(Q.get("gradient_merge", {}))),
+        Entry("gradient_merge", "gradient_merge", quick_settings("gradient_merge")),
         Entry("gumbel_policy", "gumbel_policy", gumbel),
         Entry("gumbel_policy_random2", "gumbel_policy", {**gumbel, "ablation": "random2"},
               role="ablation"),
-        Entry("task_routing", "task_routing", dict(Q.get("task_routing", {}))),
+        Entry("task_routing", "task_routing", quick_settings("task_routing")),
         Entry("task_routing_sigma0", "task_routing", {"sigma": 0.0}, role="ablation"),
         Entry("task_routing_sigma1", "task_routing", {"sigma": 1.0}, role="ablation"),
     ]

@@ -23,15 +23,24 @@ from mtlsearch.errors import (
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.graph.space import Block, SearchSpace, from_modules
 from mtlsearch.graph.summary import GraphSummary, summarize
-from mtlsearch.hookspecs import hookimpl
+from mtlsearch.hookspecs import (
+    CommandRegistrar,
+    DatasetRegistrar,
+    SpaceRegistrar,
+    StrategyRegistrar,
+    TaskKindRegistrar,
+    hookimpl,
+)
 from mtlsearch.plugin_manager import list_plugins, register_plugin
 from mtlsearch.registry import (
     create_space,
     create_strategy,
+    default_strategy,
     list_datasets,
     list_spaces,
     list_strategies,
     load_dataset,
+    tiny_settings,
 )
 from mtlsearch.strategy.base import Proposal, Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
@@ -65,6 +74,11 @@ def __getattr__(name: str):
 __all__ = [
     "__version__",
     "Block",
+    "CommandRegistrar",
+    "DatasetRegistrar",
+    "SpaceRegistrar",
+    "StrategyRegistrar",
+    "TaskKindRegistrar",
     "GraphSummary",
     "MultiTaskModel",
     "Proposal",
@@ -107,6 +121,7 @@ __all__ = [
     "UnsafeInputError",
     "create_space",
     "create_strategy",
+    "default_strategy",
     "from_arrays",
     "from_modules",
     "from_npz",
@@ -117,5 +132,6 @@ __all__ = [
     "list_strategies",
     "list_task_kinds",
     "load_dataset",
+    "tiny_settings",
     "register_plugin",
 ]

@@ -10,7 +10,13 @@ import pytest
 from mtlsearch.engine.scoring import evaluate
 from mtlsearch.engine.train import TrainConfig
 from mtlsearch.export import export_model, load, predict, predict_npz
-from mtlsearch.registry import create_space, create_strategy, list_strategies, load_dataset
+from mtlsearch.registry import (
+    create_space,
+    create_strategy,
+    list_strategies,
+    load_dataset,
+    tiny_settings,
+)
 from mtlsearch.strategy.context import SearchContext
 from mtlsearch.strategy.pipeline import run_strategy
 from mtlsearch.tasks.kinds import get_task_kind
@@ -29,12 +35,11 @@ def _ctx(data, seed=0):
 
 
 # The policy phase's floor of policy steps is for real data; 20 show the path runs here.
-_TINY = {"gumbel_policy": {"min_policy_steps": 20, "num_samples": 1}}
 
 
 @pytest.mark.parametrize("name", list_strategies())
 def test_every_strategy_runs_on_dense_tasks(name, data):
-    result = run_strategy(create_strategy(name, **_TINY.get(name, {})), _ctx(data))
+    result = run_strategy(create_strategy(name, **tiny_settings("strategy", name)), _ctx(data))
     assert math.isfinite(result.delta_mtl)
     for task in data.task_names:
         assert set(result.metrics["val"][task]) >= set(

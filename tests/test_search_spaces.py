@@ -14,18 +14,10 @@ from torch import nn
 
 from mtlsearch import SpaceError, TaskSpec, create_space, from_modules, search_spaces
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.registry import list_spaces
+from mtlsearch.registry import list_spaces, tiny_settings
 
-# Tiny settings per built-in space, so every generic check runs in milliseconds.
-SMALL: dict[str, dict] = {
-    "mlp": {"input_shape": (6,), "widths": (8, 8, 4)},
-    "small_cnn": {"input_shape": (1, 12, 24)},
-    "resnet18": {"input_shape": (3, 32, 32), "width": 4},
-    "resnet34": {"input_shape": (1, 12, 24), "width": 4, "small_input": True},
-    "vgg16_bn": {"input_shape": (3, 32, 32), "omega": 4},
-    "dilated_resnet18": {"input_shape": (3, 32, 32), "width": 4},
-    "dilated_resnet34": {"input_shape": (3, 16, 16), "width": 4},
-}
+# Tiny settings per space, as each registration carries them, so every check runs in milliseconds.
+SMALL: dict[str, dict] = {n: tiny_settings("search space", n) for n in list_spaces()}
 
 SPACE_FACTORIES = search_spaces.SPACE_FACTORIES
 load_torchvision_resnet = search_spaces.load_torchvision_resnet

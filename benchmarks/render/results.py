@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from matplotlib.figure import Figure
 
 from mtlsearch import create_strategy
-from mtlsearch.study.comparison import QUICK_STRATEGY_KWARGS
+from mtlsearch.study.comparison import quick_settings
 
 from .markup import names
 
@@ -263,7 +263,7 @@ def budget_notes(strategies: Sequence[str]) -> list[str]:
     """What "equal budget" means for strategies whose training differs, read from their settings."""
     notes = []
     if "task_routing" in strategies:
-        kwargs = QUICK_STRATEGY_KWARGS.get("task_routing", {})
+        kwargs = quick_settings("task_routing")
         sampling = getattr(create_strategy("task_routing", **kwargs), "task_sampling", None)
         if sampling == "one":
             notes.append("`task_routing` trains one randomly chosen task per batch (its default "

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -60,6 +60,11 @@ class TrialResult:
     epochs_run: int
     info: dict[str, Any] = field(default_factory=dict)
     model: MultiTaskModel | None = field(default=None, repr=False, compare=False)
+
+    #: The fields shown as columns of a study's trial table (``trials_table``); every field
+    #: but ``model`` is recorded in the trial's user attributes.
+    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "delta_mtl", "delta_mtl_test", "params", "macs", "train_seconds")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

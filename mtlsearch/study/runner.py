@@ -568,9 +568,8 @@ class _Runner:
 
     def _record(self, trial: optuna.Trial, result: TrialResult) -> None:
         data = result.to_dict()
-        for key in ("graph", "metrics", "params", "macs", "train_seconds", "delta_mtl",
-                    "delta_mtl_test", "per_task_delta", "epochs_run", "info"):
-            trial.set_user_attr(key, _jsonable(data[key]))
+        for key, value in data.items():  # every field of TrialResult: one place to add one
+            trial.set_user_attr(key, _jsonable(value))
         trial.set_user_attr("strategy", self.setup.settings["strategy"])
         if self.out is not None and result.model is not None:
             path = weights_path(self.out, trial.number)

@@ -26,7 +26,7 @@ from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.registry import create_space, create_strategy, load_dataset
 from mtlsearch.strategy.context import ResultCache, SearchContext
-from mtlsearch.strategy.pipeline import evaluate_proposal
+from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
 
 __all__ = [
     "OBJECTIVES",
@@ -108,11 +108,7 @@ def _row(t: FrozenTrial, front: set[int]) -> dict[str, Any]:
     return {
         "number": t.number,
         "state": t.state.name,
-        "delta_mtl": a.get("delta_mtl"),
-        "delta_mtl_test": a.get("delta_mtl_test"),
-        "params": a.get("params"),
-        "macs": a.get("macs"),
-        "train_seconds": a.get("train_seconds"),
+        **{column: a.get(column) for column in TrialResult.TABLE_COLUMNS},
         "pareto": t.number in front,
         "hyperparams": dict(t.params),
         "fail_reason": a.get("fail_reason") or a.get("pruned_reason"),

@@ -4,8 +4,9 @@ Seed paper: Vandenhende, De Brabandere and Van Gool, "Branched Multi-Task Networ
 What Layers To Share". Modules: :mod:`.affinity` (tournaments, the affinity tensor, files),
 :mod:`.estimators` (recombined networks, their cheaper subset variant, RSA), :mod:`.tree`
 (costs, beam and exhaustive search, the distinct trees of an ``alpha`` range), :mod:`.plots`
-(heat maps), :mod:`.agreement` (comparing estimators), :mod:`.strategy` (the search strategy),
-:mod:`.recovery` (does a search find planted task groups: the measurement in the docs).
+(heat maps), :mod:`.agreement` (comparing estimators), :mod:`.strategy` (the search strategy).
+Whether a search finds planted task groups is measured by
+``benchmarks/bench_affinity_tree_recovery.py``.
 
 Example:
     >>> from mtlsearch import create_strategy

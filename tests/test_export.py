@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, from_modules, materialize
-from mtlsearch.errors import ExportError, SpaceError
+from mtlsearch.errors import ExportError
 from mtlsearch.export import (
     EXPORT_FORMAT,
     export_model,
@@ -421,7 +421,9 @@ def test_predict_shapes_batches_and_mode():
     whole = predict(model, x, batch_size=256)
     for task in TASKS:
         np.testing.assert_allclose(out[task], whole[task], rtol=1e-6, atol=1e-6)
-    with pytest.raises(SpaceError, match="input_shape"):
+    # the message blames the inputs, naming what the model takes and what was given
+    with pytest.raises(ExportError, match=r"inputs have shape \(2, 9\), i\.e\. \(9,\) per "
+                       r"sample, but this model takes \(8,\) per sample"):
         predict(model, np.zeros((2, 9), dtype=np.float32))
 
 

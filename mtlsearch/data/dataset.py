@@ -3,6 +3,11 @@
 Datasets are held in memory as tensors; batches are tensor slices, which is much faster than a
 per-sample ``DataLoader`` for the small inputs a search trains on many times.
 
+Everything is checked when a dataset is built, before any training (:mod:`mtlsearch.data.checks`,
+:mod:`mtlsearch.tasks.names`): task names follow the name rule and differ in their module keys;
+inputs are numbers without NaN or infinity; labels are numbers; a multiclass task's classes are
+inferred only up to 100 000; ``.npz`` files are read member by member with every header checked.
+
 Example:
     >>> import numpy as np
     >>> X = np.random.rand(100, 4).astype("float32")
@@ -23,8 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlsearch.errors import DatasetError, MTLSearchError
+from mtlsearch.data.checks import check_inputs, check_labels, infer_num_classes
+from mtlsearch.errors import DatasetError, MTLSearchError, UnsafeInputError
 from mtlsearch.tasks.kinds import TaskSpec, get_task_kind
+from mtlsearch.tasks.names import check_task_names, display_name
 
 __all__ = [
     "BatchTargets",
@@ -65,18 +72,20 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     """Inputs ``X`` (N, ...) and a target tensor per task, checked against the task specs.
 
     Args:
-        inputs: Tensor or array with one row per sample.
+        inputs: Tensor or array with one row per sample (numbers, no NaN or infinity).
         targets: ``{task name: labels}``, each with one entry per sample.
         tasks: The task specs; targets are validated and converted by each task's kind.
+
+    Raises:
+        TaskError: an invalid task name, or two names sharing a module key.
+        DatasetError: inputs or labels that are not numbers, inputs with NaN or infinity,
+            targets without a task or tasks without targets, wrong label counts.
     """
 
     def __init__(self, inputs: Any, targets: Mapping[str, Any], tasks: Sequence[TaskSpec]):
-        x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs)
-        if x.ndim == 0:
-            raise DatasetError("inputs must have one row per sample, got a scalar")
-        self.inputs = x.float() if not x.dtype.is_floating_point else x
         self.tasks = list(tasks)
-        names = [t.name for t in self.tasks]
+        names = check_task_names(t.name for t in self.tasks)
+        self.inputs = check_inputs(inputs)
         missing = [n for n in names if n not in targets]
         extra = [n for n in targets if n not in names]
         if missing or extra:
@@ -86,7 +95,8 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             )
         self.targets: dict[str, Tensor] = {}
         for spec in self.tasks:
-            t = get_task_kind(spec.kind).prepare_targets(spec, targets[spec.name])
+            labels = check_labels(spec.name, targets[spec.name])
+            t = get_task_kind(spec.kind).prepare_targets(spec, labels)
             if t.shape[0] != len(self.inputs):
                 raise DatasetError(
                     f"task {spec.name!r} has {t.shape[0]} labels for {len(self.inputs)} inputs"
@@ -163,6 +173,7 @@ class DatasetSplits:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_task_names(t.name for t in self.tasks)
         for split in ("train", "val", "test"):
             if len(getattr(self, split)) == 0:
                 raise DatasetError(
@@ -219,19 +230,18 @@ def _specs(
 ) -> list[TaskSpec]:
     if tasks is not None:
         return list(tasks)
+    check_task_names(targets)  # before a name reaches a TaskSpec, a message or a key
     kinds = dict(kinds or {})
     unknown = set(kinds) - set(targets)
     if unknown:
-        raise DatasetError(f"kinds given for tasks without targets: {sorted(unknown)}")
+        raise DatasetError(f"kinds given for tasks without targets: {sorted(unknown, key=str)}")
     specs = []
     for name, y in targets.items():
         kind = kinds.get(name, "binary")
         if kind == "multiclass":
-            arr = np.asarray(y)
-            num = int(np.nanmax(arr)) + 1 if arr.size else 0
-            specs.append(TaskSpec(name, kind=kind, num_classes=max(num, 2)))
+            specs.append(TaskSpec(name, kind=kind, num_classes=infer_num_classes(name, y)))
         elif kind == "regression":
-            arr = np.asarray(y)
+            arr = check_labels(name, y)
             specs.append(TaskSpec(name, kind=kind, out_dim=int(np.prod(arr.shape[1:])) or 1))
         else:
             specs.append(TaskSpec(name, kind=kind))
@@ -252,10 +262,24 @@ def from_arrays(
     """Bring your own data: inputs ``X`` and ``{task: labels}``, split with ``seed``.
 
     Task kinds default to ``binary``; pass ``kinds={"age": "regression"}`` or full ``tasks``.
+    A multiclass task's ``num_classes`` is inferred from its labels (largest id + 1, at most
+    100 000; give ``tasks`` for more).
+
+    Raises:
+        TaskError: an invalid task name (see :mod:`mtlsearch.tasks.names`).
+        DatasetError: empty data, non-numeric inputs or labels, NaN or infinite inputs, an
+            absurd number of classes, labels that do not match the inputs.
     """
+    if not isinstance(targets, Mapping):
+        raise DatasetError(f"targets must be a mapping {{task name: labels}}, got "
+                           f"{type(targets).__name__}")
     if len(targets) == 0:
         raise DatasetError("no tasks: pass at least one target array")
-    n = len(X)
+    try:
+        n = len(X)
+    except TypeError:
+        raise DatasetError(f"X must be an array with one row per sample, got "
+                           f"{type(X).__name__}") from None
     if n == 0:
         raise DatasetError("the dataset is empty: X has no rows")
     specs = _specs(targets, kinds, tasks)
@@ -287,21 +311,28 @@ def from_npz(
 ) -> DatasetSplits:
     """Load an ``.npz`` file: the array ``X`` is the input, every other array a task's labels.
 
-    Pickled object arrays are refused (``allow_pickle=False``).
+    The file is read member by member (:class:`mtlsearch.safety.NpzReader`): pickled object
+    arrays, non-zip files, a ``.npy`` instead of an ``.npz``, headers that disagree with the
+    data and decompression bombs are refused before their data is read; every array name
+    other than ``input_key`` must be a valid task name.
     """
+    from mtlsearch.safety import NpzReader
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or a folder exists: NpzReader names what it is
         raise DatasetError(f"no such .npz file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except ValueError as exc:
-        raise DatasetError(f"cannot read {path} without pickle: {exc}") from None
-    if input_key not in arrays:
-        raise DatasetError(
-            f"{path} has no input array {input_key!r}; its arrays are {sorted(arrays)}. "
-            "Pass input_key= to name the input."
-        )
+        with NpzReader(path) as data:
+            if input_key not in data.members:
+                shown = ", ".join(f"'{display_name(k, 40)}'" for k in sorted(data.files)[:20])
+                raise DatasetError(
+                    f"{path} has no input array {input_key!r}; its arrays are [{shown}]. "
+                    "Pass input_key= to name the input."
+                )
+            check_task_names(k for k in data.files if k != input_key)
+            arrays = {k: data.read(k) for k in data.files}
+    except UnsafeInputError as exc:
+        raise DatasetError(str(exc)) from None  # it names the file, the problem and the fix
     X = arrays.pop(input_key)
     return from_arrays(
         X,

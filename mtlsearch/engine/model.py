@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -35,6 +34,7 @@ from mtlsearch.graph.plan import ExecutionPlan, NodeRun, build_plan
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.graph.space import Block, SearchSpace
 from mtlsearch.tasks.kinds import TaskSpec
+from mtlsearch.tasks.names import name_key
 
 __all__ = ["GroupedBatchNorm", "MultiTaskModel", "materialize", "module_key"]
 
@@ -42,8 +42,14 @@ _NO_LAYOUT = contextlib.nullcontext()  # reusable: the ungrouped path pays no se
 
 
 def module_key(name: str) -> str:
-    """A name usable as an ``nn.ModuleDict`` key (no dots), stable across runs."""
-    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+    """A name usable as an ``nn.ModuleDict`` key (no dots), stable across runs.
+
+    Letters (of any script), digits and ``_`` are kept and every other character becomes
+    ``_`` (:func:`mtlsearch.tasks.names.name_key`). The names of a graph's tasks, and of its
+    block nodes, never share a key (the graph and the datasets refuse such pairs), so
+    ``model.heads[module_key(task)]`` is always that task's head.
+    """
+    return name_key(name)
 
 
 class GroupedBatchNorm(nn.Module):

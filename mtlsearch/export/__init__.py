@@ -19,10 +19,10 @@ Example:
 
 ``write`` writes a folder (:func:`export_model`), ``read`` loads it back (:func:`load`,
 :func:`read_architecture`), ``predict_files`` predicts from ``.npz`` files
-(:func:`predict_npz`) and ``format`` names the files. :func:`predict` itself lives in
-``mtlsearch.engine.predict`` (it needs a model, not a folder) and is re-exported here. This
-subpackage may import ``tasks``, ``data``, ``graph``, ``engine``, ``viz`` and the base
-modules; only ``study``, the CLI and the package root import it.
+(:func:`predict_npz`; outputs written by :func:`write_npz`) and ``format`` names the files.
+:func:`predict` itself lives in ``mtlsearch.engine.predict`` (it needs a model, not a
+folder) and is re-exported here. This subpackage may import ``tasks``, ``data``, ``graph``,
+``engine``, ``viz`` and the base modules; only ``study``, the CLI and the package root import it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mtlsearch.export.format import (
     MAX_JSON_BYTES,
     WEIGHTS_FILE,
 )
-from mtlsearch.export.predict_files import predict_npz
+from mtlsearch.export.predict_files import predict_npz, write_npz
 from mtlsearch.export.read import load, read_architecture
 from mtlsearch.export.write import export_model
 
@@ -50,4 +50,5 @@ __all__ = [
     "predict",
     "predict_npz",
     "read_architecture",
+    "write_npz",
 ]

@@ -2,7 +2,10 @@
 
 The folder is plain data (see :mod:`mtlsearch.export`); it is written to a hidden temporary
 folder beside the destination and renamed into place, so an interrupted export leaves
-nothing half-written.
+nothing half-written. Every file is created like any other file of the user (mode 0666 less
+the umask, so usually readable by the group and others, as the folder is): the weights too.
+Task names only ever appear inside files (JSON strings, safetensors keys, ONNX output names,
+picture labels drawn without math parsing), never as paths or keyword arguments.
 """
 
 from __future__ import annotations
@@ -184,7 +187,9 @@ def _jsonable(value: Any, where: str, *, strict: bool = True) -> Any:
 
 
 def _write_weights(model: MultiTaskModel, path: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
+    import hashlib
+
+    from safetensors.torch import save
 
     tensors: dict[str, Tensor] = {}
     seen: set[int] = set()
@@ -195,20 +200,26 @@ def _write_weights(model: MultiTaskModel, path: Path) -> dict[str, Any]:
             t = t.clone()
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    save_file(tensors, str(path), metadata={"format": EXPORT_FORMAT})
+    # save() and an ordinary open(): safetensors' save_file creates the file mode 0600,
+    # unreadable to the people the folder is shared with; open() follows the umask.
+    data = save(tensors, metadata={"format": EXPORT_FORMAT})
+    with path.open("wb") as fh:
+        fh.write(data)
     return {
         "file": WEIGHTS_FILE,
-        "sha256": sha256_file(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "tensors": {name: list(t.shape) for name, t in tensors.items()},
     }
 
 
 def _write_picture(graph: SharingGraph, stem: Path) -> None:
-    from mtlsearch.viz.architecture import (
-        draw_architecture,  # matplotlib is imported only when drawing
-    )
+    import matplotlib  # imported only when drawing
 
-    draw_architecture(graph, stem)
+    from mtlsearch.viz import draw_architecture
+
+    # Task names are labels, not math: "a$^$b" would otherwise fail mathtext parsing.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        draw_architecture(graph, stem)
 
 
 class _OnnxWrapper(nn.Module):

@@ -29,9 +29,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from mtlsearch.errors import GraphError
+from mtlsearch.errors import GraphError, TaskError
+from mtlsearch.tasks.names import check_task_names, display_name, name_key, name_problem
 
-__all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT", "TASK_NORMS"]
+__all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT", "TASK_NORMS", "MAX_BLOCKS",
+           "MAX_BLOCK_NODES", "MAX_TASKS"]
 
 #: Newest schema this version reads. Graphs are written as version 1 unless they need a
 #: version-2 feature (``task_norm="task"``), so older readers keep reading everything else.
@@ -40,7 +42,12 @@ SCHEMA_VERSION = 2
 TASK_NORMS = ("shared", "task")
 INPUT = "input"
 _FORMAT = "mtlsearch.sharing_graph"
-MAX_BLOCKS = 10_000  # far beyond any real network; refuses absurd files
+# Limits on what a graph file may ask for: loading costs about a millisecond per block node
+# and per task (a module each), so these keep load() of a hostile file to seconds
+# (docs/reliability.md, "Round II"). Real networks have tens of blocks and a few thousand nodes.
+MAX_BLOCKS = 256  # block indices (the depth of the search space: real ones have 5 to 50)
+MAX_BLOCK_NODES = 4_096  # block instances, all depths together
+MAX_TASKS = 2_000
 MAX_GRAPH_BYTES = 50 * 1024 * 1024  # a graph is kilobytes; refuse to read a huge file
 
 
@@ -111,11 +118,16 @@ class SharingGraph:
         if not tasks:
             raise GraphError("a sharing graph needs at least one task")
         if len(set(tasks)) != len(tasks):
-            dupes = sorted({t for t in tasks if tasks.count(t) > 1})
+            dupes = sorted({t for t in tasks if tasks.count(t) > 1}, key=str)
             raise GraphError(f"task names must be unique; repeated: {dupes}")
-        if not isinstance(num_blocks, int) or num_blocks < 1:
+        try:
+            check_task_names(tasks)
+        except TaskError as exc:
+            raise GraphError(str(exc)) from None
+        if not isinstance(num_blocks, int) or isinstance(num_blocks, bool) or num_blocks < 1:
             raise GraphError(f"num_blocks must be a positive integer, got {num_blocks!r}")
         self.tasks = tasks
+        self._task_pos = {t: i for i, t in enumerate(tasks)}
         self.num_blocks = num_blocks
         self.space = dict(space) if space else None
         self.task_specs = [dict(s) for s in task_specs] if task_specs else None
@@ -147,6 +159,12 @@ class SharingGraph:
                 k += 1
             node = f"b{index}.{k}"
             self._counts[index] = k + 1
+        problem = name_problem(node)
+        if problem is not None:
+            raise GraphError(
+                f"block node id '{display_name(node, 60)}' is not allowed: {problem}; node ids "
+                "follow the rule of task names (e.g. 'b0.1')"
+            )
         if node in self.nx:
             raise GraphError(f"node {node!r} already exists")
         self.nx.add_node(node, kind="block", index=index, masks={}, skips=set())
@@ -246,7 +264,9 @@ class SharingGraph:
         self._check_task(task)
         nodes, current, seen = [], INPUT, {INPUT}
         while True:
-            nxt = [v for _, v, d in self.nx.out_edges(current, data=True) if task in d["tasks"]]
+            # the adjacency dict itself: networkx's views cost ~5x per edge, and this scan
+            # runs for every task through a node (quadratic where tasks branch: see all_steps)
+            nxt = [v for v, d in self.nx._succ[current].items() if task in d["tasks"]]
             if not nxt:
                 where = "the input" if current == INPUT else f"node {current!r}"
                 raise GraphError(f"task {task!r} has no route out of {where}")
@@ -295,8 +315,19 @@ class SharingGraph:
 
     def steps(self, task: str) -> list[RouteStep]:
         """``task``'s route as steps with their skip flag and mask."""
+        return self._steps_of(task, self.route(task))
+
+    def all_steps(self) -> dict[str, list[RouteStep]]:
+        """Every task's :meth:`steps`, from one pass over the edges (:meth:`routes`).
+
+        Asking :meth:`steps` task by task scans each node's out-edges again for every task
+        through it, which is quadratic where many tasks branch (one node per task).
+        """
+        return {task: self._steps_of(task, nodes) for task, nodes in self.routes().items()}
+
+    def _steps_of(self, task: str, nodes: Sequence[str]) -> list[RouteStep]:
         out = []
-        for node in self.route(task):
+        for node in nodes:
             data = self.nx.nodes[node]
             out.append(
                 RouteStep(node, data["index"], task in data["skips"], data["masks"].get(task))
@@ -306,6 +337,15 @@ class SharingGraph:
     def block_nodes(self, index: int | None = None) -> list[str]:
         """Block node ids (of one block index, if given), sorted."""
         return sorted(n for n, d in self._block_items() if index is None or d["index"] == index)
+
+    def _nodes_by_index(self) -> list[list[str]]:
+        """Sorted block node ids per block index, in one pass (``block_nodes(i)`` for all i)."""
+        by_index: list[list[str]] = [[] for _ in range(self.num_blocks)]
+        for node, data in self._block_items():
+            index = data.get("index")
+            if isinstance(index, int) and 0 <= index < self.num_blocks:
+                by_index[index].append(node)
+        return [sorted(nodes) for nodes in by_index]
 
     def node_index(self, node: str) -> int:
         return int(self._block(node)["index"])
@@ -317,15 +357,16 @@ class SharingGraph:
     def partitions(self) -> list[list[list[str]]]:
         """Per depth, the tasks grouped by the node they pass (each group in task order)."""
         result = []
-        for index in range(self.num_blocks):
-            groups = [self.tasks_through(n) for n in self.block_nodes(index)]
-            ordered = [[t for t in self.tasks if t in g] for g in groups if g]
-            result.append(sorted(ordered, key=lambda g: self.tasks.index(g[0])))
+        pos = self._task_pos
+        for nodes in self._nodes_by_index():
+            groups = [self.tasks_through(n) for n in nodes]
+            ordered = [sorted(g, key=pos.__getitem__) for g in groups if g]
+            result.append(sorted(ordered, key=lambda g: pos[g[0]]))
         return result
 
     def branches_per_depth(self) -> list[int]:
         """Number of distinct block nodes at each depth."""
-        return [len(self.block_nodes(i)) for i in range(self.num_blocks)]
+        return [len(nodes) for nodes in self._nodes_by_index()]
 
     def masks(self) -> dict[str, dict[str, np.ndarray]]:
         """``{node: {task: mask}}`` for every masked step."""
@@ -362,14 +403,19 @@ class SharingGraph:
                         f"node {node!r} has block index {index!r}; the space has blocks "
                         f"0..{self.num_blocks - 1}"
                     )
+        known = self._task_pos
         for u, v, data in self.nx.edges(data=True):
-            unknown = set(data.get("tasks", ())) - set(self.tasks)
+            unknown = [t for t in data.get("tasks", ()) if t not in known]
             if unknown:
-                raise GraphError(f"edge {u!r} -> {v!r} carries unknown tasks {sorted(unknown)}")
+                raise GraphError(
+                    f"edge {u!r} -> {v!r} carries unknown tasks {sorted(unknown, key=str)}"
+                )
         for task in self.tasks:
             if head_id(task) not in self.nx:
                 raise GraphError(f"task {task!r} has no head node {head_id(task)!r}")
+        self._check_node_keys()
         routes = self.routes()
+        every_index = set(range(self.num_blocks))
         for task in self.tasks:
             indices = [self.node_index(n) for n in routes[task]]
             for a, b, node in zip(indices, indices[1:], routes[task][1:]):
@@ -378,7 +424,8 @@ class SharingGraph:
                         f"route of task {task!r} visits block {b} (node {node!r}) after block {a}; "
                         "routes visit block indices in increasing order"
                     )
-            missing = sorted(set(range(self.num_blocks)) - set(indices))
+            missing = sorted(every_index.difference(indices)) if len(indices) < self.num_blocks \
+                else []
             if missing:
                 raise GraphError(
                     f"route of task {task!r} leaves out blocks {missing}; every route passes one "
@@ -400,6 +447,18 @@ class SharingGraph:
         if space is not None:
             self._validate_space(space)
         return self
+
+    def _check_node_keys(self) -> None:
+        """Two block nodes must not share a module key (their weights would be one)."""
+        keys: dict[str, str] = {}
+        for node, _ in self._block_items():
+            other = keys.setdefault(name_key(node), node)
+            if other != node:
+                raise GraphError(
+                    f"block nodes {other!r} and {node!r} both become the module key "
+                    f"{name_key(node)!r} (characters other than letters, digits and '_' become "
+                    "'_'); rename one"
+                )
 
     def _validate_space(self, space: Any) -> None:
         if space.num_blocks != self.num_blocks:
@@ -433,7 +492,7 @@ class SharingGraph:
                 attrs["skips"] = sorted(attrs["skips"])
             g.add_node(node, **attrs)
         for u, v, data in self.nx.edges(data=True):
-            g.add_edge(u, v, tasks=sorted(data["tasks"], key=self.tasks.index))
+            g.add_edge(u, v, tasks=sorted(data["tasks"], key=self._task_pos.__getitem__))
         link = nx.node_link_data(
             g, source="source", target="target", name="id", key="key", edges="edges"
         )
@@ -454,29 +513,54 @@ class SharingGraph:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any) -> SharingGraph:
-        """Rebuild a graph from :meth:`to_dict`'s output, checking every field."""
+    def from_dict(cls, data: Any, *, limits: bool = True) -> SharingGraph:
+        """Rebuild a graph from :meth:`to_dict`'s output, checking every field.
+
+        Anything the writer never produces is refused rather than given a meaning: unknown
+        fields, booleans or floats where integers belong, repeated edges, tasks or skips, a
+        head node recorded for another task, and sizes beyond :data:`MAX_TASKS`,
+        :data:`MAX_BLOCKS` and :data:`MAX_BLOCK_NODES` (which bound the time a hostile file
+        can cost). ``limits=False`` lifts those three for graphs this process or its own
+        study wrote (:meth:`copy` does), never for a file from elsewhere.
+        """
+        return cls._from_dict(data, limits=limits)
+
+    @classmethod
+    def _from_dict(cls, data: Any, *, limits: bool) -> SharingGraph:
         if not isinstance(data, dict):
             raise GraphError(f"a sharing graph must be a JSON object, got {type(data).__name__}")
         if data.get("format") != _FORMAT:
             raise GraphError(f"field 'format' must be {_FORMAT!r}, got {data.get('format')!r}")
         version = data.get("schema_version")
-        if not isinstance(version, int) or version < 1:
+        if not _is_int(version) or version < 1:
             raise GraphError(f"field 'schema_version' must be a positive integer, got {version!r}")
         if version > SCHEMA_VERSION:
             raise GraphError(
                 f"this graph has schema version {version}, newer than this mtlsearch "
                 f"understands ({SCHEMA_VERSION}); upgrade mtlsearch"
             )
+        _no_unknown_fields(data, _TOP_FIELDS, "the graph")
+        if "task_norm" in data and version < 2:
+            raise GraphError("field 'task_norm' needs schema_version 2 (version 1 graphs share "
+                             "batch-norm statistics); the file was edited")
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
             raise GraphError("field 'tasks' must be a list of task names")
+        if limits and len(tasks) > MAX_TASKS:
+            raise GraphError(f"field 'tasks' lists {len(tasks)} tasks, above the limit of "
+                             f"{MAX_TASKS}")
         for name, typ in (("space", dict), ("task_specs", list), ("info", dict)):
             if data.get(name) is not None and not isinstance(data[name], typ):
                 raise GraphError(f"field {name!r} must be a {typ.__name__} or null")
+        _check_space_record(data.get("space"))
+        if data.get("task_specs") is not None and not all(
+            isinstance(spec, dict) for spec in data["task_specs"]
+        ):
+            raise GraphError("every entry of field 'task_specs' must be an object")
         blocks = data.get("num_blocks")
-        if isinstance(blocks, int) and not 0 < blocks <= MAX_BLOCKS:  # bounds memory use
-            raise GraphError(f"field 'num_blocks' must be in 1..{MAX_BLOCKS}, got {blocks}")
+        if not _is_int(blocks) or not 0 < blocks <= (MAX_BLOCKS if limits else blocks):
+            raise GraphError(f"field 'num_blocks' must be an integer in 1..{MAX_BLOCKS}, got "
+                             f"{blocks!r}")
         task_norm = data.get("task_norm", "shared")
         if task_norm not in TASK_NORMS:
             raise GraphError(f"field 'task_norm' must be one of {list(TASK_NORMS)}, got {task_norm!r}")
@@ -493,31 +577,40 @@ class SharingGraph:
             link.get("edges"), list
         ):
             raise GraphError("field 'graph' must hold node-link data with 'nodes' and 'edges' lists")
-        for item in link["nodes"]:
+        _no_unknown_fields(link, _LINK_FIELDS, "field 'graph'")
+        if link.get("directed", True) is not True or link.get("multigraph", False) is not False:
+            raise GraphError("field 'graph' must be a directed graph without parallel edges "
+                             "('directed': true, 'multigraph': false)")
+        nodes, edges = link["nodes"], link["edges"]
+        if limits and len(nodes) > MAX_BLOCK_NODES + len(tasks) + 1:
+            raise GraphError(f"field 'graph' has {len(nodes)} nodes, above the limit of "
+                             f"{MAX_BLOCK_NODES} block nodes")
+        # every edge lies on some task's route, and a route has num_blocks + 1 edges
+        if len(edges) > len(tasks) * (blocks + 1):
+            raise GraphError(f"field 'graph' has {len(edges)} edges, more than the routes of "
+                             f"{len(tasks)} tasks through {blocks} blocks can use")
+        for item in nodes:
             graph._load_node(item)
-        for item in link["edges"]:
-            if not isinstance(item, dict):
-                raise GraphError("every entry of graph.edges must be an object")
-            u, v, tasks_on = item.get("source"), item.get("target"), item.get("tasks")
-            if u not in graph.nx or v not in graph.nx:
-                raise GraphError(f"edge {u!r} -> {v!r} names a node that does not exist")
-            if not isinstance(tasks_on, list) or not all(isinstance(t, str) for t in tasks_on):
-                raise GraphError(f"edge {u!r} -> {v!r}: 'tasks' must be a list of task names")
-            graph.nx.add_edge(u, v, tasks=set(tasks_on))
+        for item in edges:
+            graph._load_edge(item)
         return graph.validate()
 
     def _load_node(self, item: Any) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             raise GraphError("every entry of graph.nodes must be an object with a string 'id'")
         node, kind = item["id"], item.get("kind")
+        if not isinstance(kind, str) or kind not in _NODE_FIELDS:
+            raise GraphError(f"node {node!r} has unknown kind {kind!r}; use input, head or block")
+        _no_unknown_fields(item, _NODE_FIELDS[kind], f"node {node!r}")
         if kind in ("input", "head"):
-            if node not in self.nx:
+            expected = self.nx.nodes.get(node)
+            if expected is None or expected.get("kind") != kind or (
+                kind == "head" and item.get("task") != expected["task"]
+            ):
                 raise GraphError(f"node {node!r} of kind {kind!r} does not match the task list")
             return
-        if kind != "block":
-            raise GraphError(f"node {node!r} has unknown kind {kind!r}; use input, head or block")
         index = item.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
+        if not _is_int(index):
             raise GraphError(f"node {node!r}: 'index' must be an integer, got {index!r}")
         self.add_block(index, node)
         masks, skips = item.get("masks", {}), item.get("skips", [])
@@ -529,8 +622,29 @@ class SharingGraph:
                 text, f"mask of task {task!r} at node {node!r}"
             )
         for task in skips:
+            if not isinstance(task, str):
+                raise GraphError(f"node {node!r}: 'skips' must list task names, got {task!r}")
             self._check_task(task)
+            if task in self.nx.nodes[node]["skips"]:
+                raise GraphError(f"node {node!r}: task {task!r} is listed twice in 'skips'")
             self.nx.nodes[node]["skips"].add(task)
+
+    def _load_edge(self, item: Any) -> None:
+        if not isinstance(item, dict):
+            raise GraphError("every entry of graph.edges must be an object")
+        u, v, tasks_on = item.get("source"), item.get("target"), item.get("tasks")
+        _no_unknown_fields(item, _EDGE_FIELDS, f"edge {u!r} -> {v!r}")
+        if not isinstance(u, str) or not isinstance(v, str) or u not in self.nx or v not in self.nx:
+            raise GraphError(f"edge {u!r} -> {v!r} names a node that does not exist")
+        if not isinstance(tasks_on, list) or not all(isinstance(t, str) for t in tasks_on):
+            raise GraphError(f"edge {u!r} -> {v!r}: 'tasks' must be a list of task names")
+        if not tasks_on:
+            raise GraphError(f"edge {u!r} -> {v!r} carries no task; remove it")
+        if len(set(tasks_on)) != len(tasks_on):
+            raise GraphError(f"edge {u!r} -> {v!r} lists a task twice")
+        if self.nx.has_edge(u, v):
+            raise GraphError(f"edge {u!r} -> {v!r} is listed twice; an edge lists all its tasks once")
+        self.nx.add_edge(u, v, tasks=set(tasks_on))
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
         """Serialise to JSON (and write it to ``path`` if given)."""
@@ -575,12 +689,13 @@ class SharingGraph:
                 attrs["task"] = data["task"]
             g.add_node(node, **attrs)
         for u, v, data in self.nx.edges(data=True):
-            g.add_edge(u, v, tasks=",".join(sorted(data["tasks"], key=self.tasks.index)))
+            g.add_edge(u, v, tasks=",".join(sorted(data["tasks"], key=self._task_pos.__getitem__)))
         nx.write_graphml(g, str(path))
 
     # ------------------------------------------------------------------ helpers
     def copy(self) -> SharingGraph:
-        return SharingGraph.from_dict(self.to_dict())
+        """An independent copy (through :meth:`to_dict`, so it is validated like a file)."""
+        return SharingGraph._from_dict(self.to_dict(), limits=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SharingGraph):
@@ -594,7 +709,7 @@ class SharingGraph:
         )
 
     def _check_task(self, task: str) -> None:
-        if task not in self.tasks:
+        if task not in self._task_pos:
             raise GraphError(f"unknown task {task!r}; the graph's tasks are {self.tasks}")
 
     def _block(self, node: str) -> dict[str, Any]:
@@ -626,3 +741,33 @@ def _check_partition(tasks: Sequence[str], groups: Sequence[frozenset[str]], dep
         raise GraphError(f"partition at depth {depth} puts tasks {repeated} in several groups")
     if any(not g for g in groups):
         raise GraphError(f"partition at depth {depth} has an empty group")
+
+
+_TOP_FIELDS = {"format", "schema_version", "tasks", "num_blocks", "space", "task_specs", "info",
+               "graph", "task_norm"}
+_LINK_FIELDS = {"directed", "multigraph", "graph", "nodes", "edges"}
+_NODE_FIELDS = {"input": {"id", "kind"}, "head": {"id", "kind", "task"},
+                "block": {"id", "kind", "index", "masks", "skips"}}
+_EDGE_FIELDS = {"source", "target", "tasks"}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer of JSON: not a boolean (``true`` is an ``int`` in Python), not a float."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _no_unknown_fields(item: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(item) - known)
+    if unknown:
+        shown = ", ".join(repr(k) for k in unknown[:5])
+        raise GraphError(f"{where} has unknown fields {shown}; known: {sorted(known)} (the file "
+                         "was edited or written by another program)")
+
+
+def _check_space_record(space: Any) -> None:
+    if space is None:
+        return
+    if set(space) - {"name", "kwargs"} or not isinstance(space.get("name"), str) or not (
+        space.get("kwargs") is None or isinstance(space.get("kwargs"), dict)
+    ):
+        raise GraphError("field 'space' must be {'name': <registered space>, 'kwargs': {...}}")

@@ -249,3 +249,15 @@ def test_task_metrics_with_many_tasks_lie_down():
     ax = plot_task_metrics(table, metric="auc").get_axes()[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == TASKS40
     assert ax.get_xlabel() == "auc"
+
+
+def test_names_are_drawn_literally_not_as_mathtext(tmp_path):
+    # valid task names ("a$^$b") are data: every picture must draw them as they are
+    names = ["a$^$b", "x_$1", "plain"]
+    graph = SharingGraph.from_partitions(names, [[names], [["a$^$b", "x_$1"], ["plain"]]])
+    fig = draw_architecture(graph, tmp_path / "tree")
+    assert (tmp_path / "tree.png").exists()
+    shown = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert "a$^$b" in shown or any("a$^$b" in s for s in shown)
+    plot_task_metrics({"s": {n: 0.5 for n in names}}, tmp_path / "metrics")
+    assert (tmp_path / "metrics.png").exists()

@@ -227,13 +227,17 @@ class MultiTaskModel(nn.Module):
         self._head_keys = _unique_keys(graph.tasks)
         self._block_keys = _unique_keys(graph.block_nodes())
         full_plan = build_plan(graph)
+        runs_by_node: dict[str, list[NodeRun]] = {}  # one pass: looking each node up is quadratic
+        for level in full_plan.levels:
+            for run in level:
+                runs_by_node.setdefault(run.node, []).append(run)
         self.blocks = nn.ModuleDict()
         # {node: {task: group}} where tasks reach a node with different inputs (task_norm)
         self._norm_groups: dict[str, dict[str, int]] = {}
         self._grouped: dict[str, list[GroupedBatchNorm]] = {}
         for node in graph.block_nodes():
             block = space.make_block(graph.node_index(node))
-            runs = _runs_of(full_plan, node)
+            runs = runs_by_node.get(node, [])
             if not any(r.run_inputs for r in runs):
                 block = _ShortcutOnly(block)
             if graph.task_norm == "task":
@@ -350,10 +354,6 @@ class MultiTaskModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"tasks={len(self.tasks)}, branches={self.graph.branches_per_depth()}"
-
-
-def _runs_of(plan: ExecutionPlan, node: str) -> list[NodeRun]:
-    return [r for level in plan.levels for r in level if r.node == node]
 
 
 def _input_groups(runs: Sequence[NodeRun]) -> dict[str, int]:

@@ -72,9 +72,10 @@ def build_plan(graph: SharingGraph, tasks: Sequence[str] | None = None) -> Execu
     mask_ids: dict[bytes, int] = {}
     masks: list[np.ndarray] = []
     head_slots: dict[str, int] = {}
+    all_steps = graph.all_steps()  # one pass over the edges, not one per task
     for task in tasks:
         parent = 0
-        for step in graph.steps(task):
+        for step in all_steps[task] if task in all_steps else graph.steps(task):  # names it
             key = (parent, step.key())
             if key not in slots:
                 slots[key] = len(slots) + 1

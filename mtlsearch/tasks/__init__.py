@@ -23,12 +23,15 @@ from mtlsearch.tasks.kinds import (
     get_task_kind,
     list_task_kinds,
 )
+from mtlsearch.tasks.names import check_task_name, display_name
 
 __all__ = [
     "MetricAccumulator",
     "TaskKind",
     "TaskSpec",
     "VectorHead",
+    "check_task_name",
+    "display_name",
     "get_task_kind",
     "list_task_kinds",
 ]

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from mtlsearch.errors import TaskError
 from mtlsearch.hookspecs import TaskKindRegistrar, hookimpl
+from mtlsearch.tasks.names import check_task_name
 
 __all__ = [
     "TaskSpec",
@@ -61,8 +62,7 @@ class TaskSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise TaskError(f"task name must be a non-empty string, got {self.name!r}")
+        check_task_name(self.name)  # one rule for every name (mtlsearch.tasks.names)
         get_task_kind(self.kind).check_spec(self)
 
     def to_dict(self) -> dict[str, Any]:

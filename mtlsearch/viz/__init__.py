@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mtlsearch.viz.architecture import draw_architecture, draw_masks, draw_skip_grid, task_order
 from mtlsearch.viz.dense import dense_task_image, draw_dense_maps, draw_dense_predictions
-from mtlsearch.viz.figures import palette, save_figure
+from mtlsearch.viz.figures import palette, plain_text, save_figure
 from mtlsearch.viz.results import plot_pareto, plot_task_metrics
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "draw_masks",
     "draw_skip_grid",
     "palette",
+    "plain_text",
     "plot_pareto",
     "plot_task_metrics",
     "save_figure",

@@ -28,7 +28,7 @@ from matplotlib.path import Path as MplPath
 
 from mtlsearch.graph.sharing import INPUT, SharingGraph
 from mtlsearch.viz.figures import palette as _palette
-from mtlsearch.viz.figures import save_figure
+from mtlsearch.viz.figures import plain_text, save_figure
 
 __all__ = ["draw_architecture", "draw_masks", "draw_skip_grid", "task_order"]
 
@@ -471,6 +471,7 @@ def _names_inches(names: Sequence[str], fs: float) -> float:
 
 
 # -------------------------------------------------------------------------------- public API
+@plain_text
 def draw_architecture(
     graph: SharingGraph, path: str | Path | None = None, *, title: str | None = None
 ) -> Figure:
@@ -556,6 +557,7 @@ def _skips_size(graph: SharingGraph) -> tuple[float, float]:
     return max(3.5, width), max(3.0, len(graph.tasks) * row_in + 1.8)
 
 
+@plain_text
 def draw_masks(graph: SharingGraph, path: str | Path | None = None) -> Figure:
     """Task-routing masks: per masked block, a tasks x channels heat map (dark = on).
 
@@ -573,6 +575,7 @@ def draw_masks(graph: SharingGraph, path: str | Path | None = None) -> Figure:
     return fig
 
 
+@plain_text
 def draw_skip_grid(graph: SharingGraph, path: str | Path | None = None) -> Figure:
     """Which task runs (dark) or skips (orange) each block: a tasks x blocks grid.
 

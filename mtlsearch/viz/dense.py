@@ -27,7 +27,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from mtlsearch.tasks.kinds import TaskSpec
-from mtlsearch.viz.figures import save_figure
+from mtlsearch.viz.figures import plain_text, save_figure
 
 __all__ = [
     "DENSE_KINDS",
@@ -108,6 +108,7 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
     return float(values.min()), float(values.max())
 
 
+@plain_text
 def draw_dense_maps(
     inputs: np.ndarray,
     predictions: Mapping[str, np.ndarray],
@@ -180,6 +181,7 @@ def draw_dense_maps(
     return fig
 
 
+@plain_text
 def draw_dense_predictions(
     model: Any,
     dataset: Any,

@@ -10,13 +10,19 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import matplotlib
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-__all__ = ["palette", "save_figure"]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+__all__ = ["palette", "plain_text", "save_figure"]
 
 
 def save_figure(fig: Figure, path: str | Path | None) -> None:
@@ -41,3 +47,15 @@ def palette(n: int) -> list[tuple[float, float, float, float]]:
     stride = next(s for s in (7, 11, 13, 17, 19, 23, 1) if math.gcd(s, n) == 1)
     # Spread consecutive groups across the colour map, avoiding turbo's darkest ends.
     return [cmap(0.08 + 0.84 * ((i * stride) % n) / max(n - 1, 1)) for i in range(n)]
+
+
+def plain_text(draw: _F) -> _F:
+    """Draw with every label taken literally: task names are data, and a valid name such as
+    ``a$^$b`` must not be parsed as mathtext (it would fail, or show something else)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

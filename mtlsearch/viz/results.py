@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mtlsearch.viz.figures import palette as _palette
-from mtlsearch.viz.figures import save_figure
+from mtlsearch.viz.figures import plain_text, save_figure
 
 __all__ = ["plot_pareto", "plot_task_metrics"]
 
@@ -36,6 +36,7 @@ def _pareto_mask(params: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return keep
 
 
+@plain_text
 def plot_pareto(
     points: Sequence[Mapping[str, Any]], path: str | Path | None = None, *, title: str | None = None
 ) -> Figure:
@@ -129,6 +130,7 @@ def _value_and_error(value: Any) -> tuple[float, float]:
     return (float(value) if value is not None else float("nan")), float("nan")
 
 
+@plain_text
 def plot_task_metrics(
     table: Mapping[str, Mapping[str, Any]],
     path: str | Path | None = None,

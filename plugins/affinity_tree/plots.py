@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from mtlsearch.viz import plain_text
 from mtlsearch.viz import save_figure as _save
 
 __all__ = ["draw_affinity"]
@@ -21,6 +22,7 @@ __all__ = ["draw_affinity"]
 
 
 
+@plain_text
 def draw_affinity(tensor: Any, path: str | Path | None = None, *, title: str | None = None) -> Figure:
     """Heat maps of the affinity after each block, on one shared colour scale.
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mtlsearch.viz import plain_text
 from mtlsearch.viz import save_figure as _save
 
 __all__ = ["plot_group_formation", "plot_final_groups"]
@@ -27,6 +28,7 @@ __all__ = ["plot_group_formation", "plot_final_groups"]
 
 
 
+@plain_text
 def plot_group_formation(
     record: Mapping[str, Any], path: str | Path | None = None, *, title: str | None = None
 ) -> Any:
@@ -77,6 +79,7 @@ def plot_group_formation(
     return fig
 
 
+@plain_text
 def plot_final_groups(
     groups_by_run: Mapping[str, Sequence[Sequence[str]]],
     path: str | Path | None = None,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from mtlsearch.viz import plain_text
 from mtlsearch.viz import save_figure as _save
 
 __all__ = ["task_correlation", "draw_policy", "draw_task_correlation"]
@@ -35,6 +36,7 @@ def task_correlation(probs: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
+@plain_text
 def draw_policy(
     probs: np.ndarray,
     tasks: Sequence[str],
@@ -66,6 +68,7 @@ def draw_policy(
     return fig
 
 
+@plain_text
 def draw_task_correlation(
     probs: np.ndarray, tasks: Sequence[str], path: str | Path | None = None, *, title: str | None = None
 ) -> Figure:

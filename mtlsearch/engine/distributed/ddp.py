@@ -174,7 +174,7 @@ class DDPTraining:
             raise DistributedAbort(f"expected rank 0's epoch outcome, got {message.get('op')!r}")
         if message.get("stop"):
             raise LeaderStopped(message["stop"])
-        return None if message.get("graph") is None else SharingGraph.from_dict(message["graph"])
+        return None if message.get("graph") is None else SharingGraph.from_dict(message["graph"], limits=False)  # rank 0 built it
 
     def release(self) -> None:
         """Plain batch norm again on every model this training wrapped; drop the wrapper."""

@@ -138,7 +138,7 @@ class Session:
                 return
             if op != "train":
                 raise DistributedAbort(f"expected a training from rank 0, got {op!r}")
-            graph = SharingGraph.from_dict(message["graph"])
+            graph = SharingGraph.from_dict(message["graph"], limits=False)  # rank 0 built it
             config = TrainConfig(**message["config"]).replace(device=ctx.budget.device)
             seed_everything(config.seed + self.rank)  # this rank's own dropout masks
             with torch.random.fork_rng(devices=[]):

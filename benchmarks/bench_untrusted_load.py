@@ -14,6 +14,7 @@ Used for docs/reliability.md ("Round II"); not part of ``run_all.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -120,8 +121,16 @@ def _bomb(folder: Path, source: Path) -> tuple[float, int, str]:
     return seconds, path.stat().st_size, f"{message} (peak +{grown / 1024:.0f} MiB)"
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", metavar="DEPTHSxTASKS",
+                        help="graphs to export and load, e.g. 500x2 1x2000 (default: 5 sizes)")
+    return parser
+
+
 def main(argv: list[str]) -> None:
-    sizes = [tuple(int(n) for n in a.split("x")) for a in argv] or [
+    args = build_parser().parse_args(argv)
+    sizes = [tuple(int(n) for n in a.split("x")) for a in args.sizes] or [
         (250, 2), (250, 6), (1, 2000), (2, 2000), (256, 16)]
     print(f"{'nodes':>6} {'tasks':>5} {'depths':>6} {'json MB':>8} {'weights MB':>10} "
           f"{'load s':>7} {'peak MiB':>8} {'s / MB':>7}")

@@ -8,13 +8,16 @@ from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset, from_arrays,
 from mtlsearch.engine.model import MultiTaskModel, materialize
 from mtlsearch.engine.scoring import delta_mtl, evaluate
 from mtlsearch.engine.train import TrainConfig, Trainer, select_device
+from mtlsearch.engine.weighting import Weighting
 from mtlsearch.errors import (
     DatasetError,
     DistributedAbort,
     ExportError,
     GraphError,
     MTLSearchError,
+    OutOfSpaceError,
     SpaceError,
+    StorageError,
     TaskError,
     TrainingError,
     UnknownNameError,
@@ -29,16 +32,19 @@ from mtlsearch.hookspecs import (
     SpaceRegistrar,
     StrategyRegistrar,
     TaskKindRegistrar,
+    WeightingRegistrar,
     hookimpl,
 )
 from mtlsearch.plugin_manager import list_plugins, register_plugin
 from mtlsearch.registry import (
     create_space,
     create_strategy,
+    create_weighting,
     default_strategy,
     list_datasets,
     list_spaces,
     list_strategies,
+    list_weightings,
     load_dataset,
     tiny_settings,
 )
@@ -79,6 +85,7 @@ __all__ = [
     "SpaceRegistrar",
     "StrategyRegistrar",
     "TaskKindRegistrar",
+    "WeightingRegistrar",
     "GraphSummary",
     "MultiTaskModel",
     "Proposal",
@@ -90,6 +97,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrialResult",
+    "Weighting",
     "compare",
     "delta_mtl",
     "export_model",
@@ -110,6 +118,8 @@ __all__ = [
     "ExportError",
     "GraphError",
     "MTLSearchError",
+    "OutOfSpaceError",
+    "StorageError",
     "MultiTaskDataset",
     "SearchSpace",
     "SpaceError",
@@ -121,6 +131,7 @@ __all__ = [
     "UnsafeInputError",
     "create_space",
     "create_strategy",
+    "create_weighting",
     "default_strategy",
     "from_arrays",
     "from_modules",
@@ -131,6 +142,7 @@ __all__ = [
     "list_spaces",
     "list_strategies",
     "list_task_kinds",
+    "list_weightings",
     "load_dataset",
     "tiny_settings",
     "register_plugin",

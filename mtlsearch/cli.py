@@ -1,7 +1,8 @@
 """The ``mtlsearch`` command: search, compare, inspect, export and predict.
 
 Every subcommand has ``--help`` with an example. Bad input (unknown names, mismatched
-studies, missing files) prints one line to stderr and exits with status 2.
+studies, missing or damaged files) prints one line to stderr and exits with status 2; the
+other exit statuses are in :data:`EXIT_CODES`.
 
 Example:
     >>> main(["strategies", "--json"])  # doctest: +SKIP
@@ -21,12 +22,16 @@ from typing import Any
 
 from mtlsearch.errors import MTLSearchError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_CODES"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "mtlsearch-out"
 DEFAULT_SEARCH_EPOCHS = 3
+#: What ``mtlsearch`` exits with. 75 is sysexits' EX_TEMPFAIL ("try again later"): the study
+#: stopped for lack of disk space and resumes once there is some; 130 and 143 are the shell's
+#: 128 + SIGINT / SIGTERM: the running trial was queued again.
+EXIT_CODES = {"ok": 0, "error": 2, "no_space": 75, "interrupted": 130, "terminated": 143}
 
 
 def _version() -> str:
@@ -258,6 +263,24 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
                    help="the search's --out (kept weights); default: as recorded")
     p.set_defaults(func=cmd_export)
 
+    p = add("fail-stale",
+            "Fail, and queue again, the running trials whose worker is dead or silent.",
+            "  mtlsearch fail-stale --storage journal:runs/study.log --study s1\n"
+            "  mtlsearch fail-stale --storage sqlite:///runs/study.db --older-than 600 "
+            "--dry-run\n"
+            "A trial's lease is renewed every MTLSEARCH_HEARTBEAT_INTERVAL seconds by its worker;\n"
+            "workers do this themselves before each trial after MTLSEARCH_GRACE_PERIOD seconds.\n"
+            "Each failed trial is queued again with the same parameters and seed and no longer\n"
+            "counts toward the budget: run the search again to redo it.")
+    _storage_args(p)
+    p.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
+                   help="fail trials whose lease is older than this (default: "
+                        "MTLSEARCH_GRACE_PERIOD, 120 s); a worker known dead on this machine "
+                        "is failed whatever its lease")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be failed")
+    _json_flag(p)
+    p.set_defaults(func=cmd_fail_stale)
+
     p = add("predict", "Predict every task for the inputs of an .npz file.",
             "  mtlsearch predict best-model --input new.npz --output preds.npz")
     p.add_argument("folder", help="an exported model folder")
@@ -362,18 +385,45 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 # ----------------------------------------------------------------------------- commands
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")  # the running trial is queued again, as on Ctrl-C
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM (a batch scheduler's stop, ``kill``) stop a search like Ctrl-C.
+
+    Not under torchrun: its ranks may sit in a collective where no Python handler runs, and
+    torchrun ends them itself. Returns the handler to restore (``None``: unchanged).
+    """
+    import signal
+    import threading
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    import signal
+
     from mtlsearch.study import search
 
     storage = _default_storage(args)
-    result = search(
-        strategy=args.strategy, dataset=args.dataset, space=args.space, trials=args.trials,
-        budget=_budget(args, DEFAULT_SEARCH_EPOCHS), seed=args.seed, storage=storage,
-        study_name=args.study, objectives=args.objectives, pruner=args.pruner,
-        dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
-        strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
-        timeout=args.timeout, compute=args.compute,
-    )
+    previous = _stop_on_sigterm()
+    try:
+        result = search(
+            strategy=args.strategy, dataset=args.dataset, space=args.space, trials=args.trials,
+            budget=_budget(args, DEFAULT_SEARCH_EPOCHS), seed=args.seed, storage=storage,
+            study_name=args.study, objectives=args.objectives, pruner=args.pruner,
+            dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
+            strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
+            timeout=args.timeout, compute=args.compute,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     print(result.describe())
@@ -484,9 +534,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from mtlsearch.study import describe, open_study, trials_table
+    from mtlsearch.tasks.names import display_name
 
     study = open_study(_default_storage(args), args.study)
     if args.trial is not None:
@@ -506,7 +558,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         table.add_row(str(r["number"]), r["state"].lower(), _fmt(r["delta_mtl"], "+.2f"),
                       _fmt(r["delta_mtl_test"], "+.2f"), _fmt(r["params"], ","),
                       _fmt(r["macs"], ","), _fmt(r["train_seconds"], ".1f"),
-                      "*" if r["pareto"] else "", detail)
+                      "*" if r["pareto"] else "", escape(display_name(detail)))
     console = _console()
     console.print(table)
     console.print(describe(study), highlight=False, markup=False)
@@ -515,6 +567,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _show_trial(args: argparse.Namespace, study: Any) -> int:
     from mtlsearch.study import rebuild_trial
+    from mtlsearch.tasks.names import display_name
 
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
     if trial is None:
@@ -541,7 +594,7 @@ def _show_trial(args: argparse.Namespace, study: Any) -> int:
         for task, delta in a.get("per_task_delta", {}).items():
             test = a["metrics"]["test"].get(task, {})
             shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
-            lines.append(f"  {task:<20} {delta:+7.2f}   {shown}")
+            lines.append(f"  {display_name(task):<20} {delta:+7.2f}   {shown}")
         from mtlsearch.graph.sharing import SharingGraph
 
         graph = SharingGraph.from_dict(a["graph"])
@@ -575,8 +628,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fail_stale(args: argparse.Namespace) -> int:
+    from mtlsearch.study import open_study
+    from mtlsearch.study.storage import budget_lock, fail_stale_trials
+
+    storage = _default_storage(args)
+    if args.older_than is not None and args.older_than < 0:
+        raise MTLSearchError(f"--older-than must be 0 or more seconds, got {args.older_than}")
+    study = open_study(storage, args.study)
+    with budget_lock(storage):  # the workers' "count, then ask" never sees half of it
+        rows = fail_stale_trials(study, grace=args.older_than, dry_run=args.dry_run)
+    if args.json:
+        _print_json({"study": study.study_name, "dry_run": args.dry_run,
+                     "trials": [r.to_dict() for r in rows]})
+        return 0
+    from mtlsearch.study.progress import format_seconds
+
+    failed = [r for r in rows if r.verdict != "running"]
+    kept = [r for r in rows if r.verdict == "running"]
+    for r in failed:
+        if args.dry_run:
+            print(f"trial {r.number}: would be failed and queued again ({r.reason})")
+        elif r.retry is not None:
+            print(f"trial {r.number}: failed ({r.reason}); queued again as trial {r.retry} "
+                  "with the same parameters and seed")
+        else:
+            print(f"trial {r.number}: failed ({r.reason}); not queued again (retried "
+                  "MTLSEARCH_MAX_RETRY times already: it counts as a failed trial)")
+    for r in kept:
+        who = f"{r.worker.get('host', '?')} pid {r.worker.get('pid', '?')}"
+        print(f"trial {r.number}: kept running (worker {who}, lease renewed "
+              f"{format_seconds(r.age)} ago)")
+    verb = "would fail" if args.dry_run else "failed and queued again"
+    print(f"study {study.study_name!r}: {len(failed)} stale trial"
+          f"{'s' if len(failed) != 1 else ''} {verb}, {len(kept)} running trial"
+          f"{'s' if len(kept) != 1 else ''} kept"
+          + ("; run the search again to redo them" if failed and not args.dry_run else ""))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from mtlsearch import export
+    from mtlsearch.tasks.names import display_name
 
     path = export.predict_npz(args.folder, args.input, args.output, input_key=args.input_key,
                               device=args.device, picture=args.picture,
@@ -585,7 +678,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     with np.load(path) as data:
         shapes = {k: data[k].shape for k in data.files}
-    print(f"wrote {path}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
+    print(f"wrote {path}: " + ", ".join(f"{display_name(k)} {tuple(v)}" for k, v in shapes.items()))
     if args.picture:
         stem = Path(args.picture).with_suffix("") if Path(args.picture).suffix.lower() in (
             ".png", ".svg", ".pdf") else Path(args.picture)
@@ -629,17 +722,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level)
         return int(args.func(args) or 0)
     except MTLSearchError as exc:
+        from mtlsearch.errors import OutOfSpaceError
+
         print(f"mtlsearch: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mtlsearch: interrupted; the running trial is marked failed. Run the same "
+        return EXIT_CODES["no_space" if isinstance(exc, OutOfSpaceError) else "error"]
+    except KeyboardInterrupt as exc:
+        terminated = str(exc) == "SIGTERM"
+        print(f"mtlsearch: {'terminated (SIGTERM)' if terminated else 'interrupted'}; the "
+              "running trial is queued again with the same parameters and seed. Run the same "
               "command again to resume.", file=sys.stderr)
-        return 130
-    except (ImportError, OSError, ValueError) as exc:
-        # Storage drivers that are not installed, unreadable files, malformed storage URLs.
+        return EXIT_CODES["terminated" if terminated else "interrupted"]
+    except Exception as exc:
+        # Storage drivers that are not installed, unreadable files, malformed storage URLs,
+        # a database that fails under us: one line, not a traceback.
         if isinstance(exc, (ImportError, OSError)) or _is_storage_error(exc):
             print(f"mtlsearch: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
-            return 2
+            return EXIT_CODES["error"]
         raise
     finally:
         torch.set_num_threads(threads)  # --threads must not outlive an in-process call

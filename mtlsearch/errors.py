@@ -15,6 +15,8 @@ __all__ = [
     "UnsafeInputError",
     "TrainingError",
     "DistributedAbort",
+    "StorageError",
+    "OutOfSpaceError",
 ]
 
 
@@ -56,6 +58,14 @@ class DistributedAbort(MTLSearchError):
     The trial is recorded as failed and the search stops (``torchrun`` then ends the other
     ranks); running the same command again resumes the study.
     """
+
+
+class StorageError(MTLSearchError):
+    """A storage file that cannot be read: not a database, truncated, or damaged."""
+
+
+class OutOfSpaceError(MTLSearchError):
+    """Too little free space to go on: the study stops, its running trial is queued again."""
 
 
 class UnknownNameError(MTLSearchError, KeyError):

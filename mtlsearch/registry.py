@@ -1,4 +1,5 @@
-"""Name-keyed registries of strategies, search spaces, datasets, task kinds and commands.
+"""Name-keyed registries of strategies, search spaces, datasets, task kinds, weightings and
+commands.
 
 Each registry is filled from the plugin hooks (through :class:`~mtlsearch.plugin_manager.Hooks`)
 on first use. ``list_*`` returns names (with an optional glob filter); ``create_*`` builds the
@@ -29,6 +30,7 @@ from mtlsearch.hookspecs import (
     SpaceRegistrar,
     StrategyRegistrar,
     TaskKindRegistrar,
+    WeightingRegistrar,
 )
 from mtlsearch.plugin_manager import Hooks, cached_registry
 
@@ -47,6 +49,10 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "task_kinds",
+    "weightings",
+    "list_weightings",
+    "get_weighting_class",
+    "create_weighting",
     "commands",
     "tiny_settings",
 ]
@@ -54,7 +60,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: The core's own subcommands: a plugin's command may not take one of these names.
-BUILTIN_COMMANDS = frozenset({"search", "compare", "strategies", "spaces", "datasets",
+BUILTIN_COMMANDS = frozenset({"search", "fail-stale", "compare", "strategies", "spaces", "datasets",
                               "plugins", "show", "export", "predict"})
 
 
@@ -207,6 +213,18 @@ def _kind_registrar(registry: Registry[Any]) -> Callable[[str], TaskKindRegistra
     return for_plugin
 
 
+def _weighting_registrar(registry: Registry[Any]) -> Callable[[str], WeightingRegistrar]:
+    def for_plugin(plugin: str) -> WeightingRegistrar:
+        def register(name: str, factory: Callable[..., Any], *,
+                     tiny: Mapping[str, Any] | None = None) -> None:
+            _callable(plugin, registry.what, name, factory)
+            registry.register(name, factory, plugin=plugin, tiny=tiny)
+
+        return register
+
+    return for_plugin
+
+
 def _command_registrar(registry: Registry[Command]) -> Callable[[str], CommandRegistrar]:
     def for_plugin(plugin: str) -> CommandRegistrar:
         def register(name: str, run: Callable[[Sequence[str]], int], *, help: str,
@@ -254,6 +272,12 @@ def task_kinds() -> Registry[Any]:
         "task kind", lambda h, r: h.register_task_kinds(_kind_registrar(r))))
 
 
+def weightings() -> Registry[Callable[..., Any]]:
+    """The weighting registry (factories, usually Weighting subclasses)."""
+    return cached_registry("weightings", _built(
+        "weighting", lambda h, r: h.register_weightings(_weighting_registrar(r))))
+
+
 def commands() -> Registry[Command]:
     """The plugins' ``mtlsearch`` subcommands."""
     return cached_registry("commands", _built(
@@ -265,13 +289,14 @@ _REGISTRIES: dict[str, Callable[[], Registry[Any]]] = {
     "search space": spaces,
     "dataset": datasets,
     "task kind": task_kinds,
+    "weighting": weightings,
 }
 
 
 def tiny_settings(what: str, name: str) -> dict[str, Any] | None:
     """The tiny size registered with ``name`` (``what``: ``"strategy"``, ``"search space"``,
-    ``"dataset"`` or ``"task kind"``); ``{}`` when none was given, ``None`` for a dataset
-    registered without one (it needs files)."""
+    ``"dataset"``, ``"task kind"`` or ``"weighting"``); ``{}`` when none was given, ``None``
+    for a dataset registered without one (it needs files)."""
     if what not in _REGISTRIES:
         raise MTLSearchError(f"tiny_settings: what={what!r}; use one of {sorted(_REGISTRIES)}")
     tiny = _REGISTRIES[what]().registration(name).tiny
@@ -355,3 +380,29 @@ def load_dataset(name: str, **kwargs: Any) -> Any:
         return loader(**kwargs)
     except TypeError as exc:
         raise MTLSearchError(f"dataset {name!r} cannot take these arguments: {exc}") from None
+
+
+# ------------------------------------------------------------------------------ weightings
+def list_weightings(pattern: str | None = None) -> list[str]:
+    """Names of registered loss weightings and gradient aggregators (optional glob filter).
+
+    Example:
+        >>> {"equal", "uw", "upgrad"} <= set(list_weightings())
+        True
+    """
+    return weightings().names(pattern)
+
+
+def get_weighting_class(name: str) -> Callable[..., Any]:
+    """The factory registered as ``name`` (the Weighting subclass for the built-ins)."""
+    return weightings().get(name)
+
+
+def create_weighting(name: str, **kwargs: Any) -> Any:
+    """A new weighting ``name``; ``kwargs`` are its hyper-parameters (``weighting_kwargs``)."""
+    factory = get_weighting_class(name)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise MTLSearchError(f"weighting {name!r} cannot take these arguments {kwargs}: "
+                             f"{exc}") from None

@@ -15,7 +15,7 @@ from mtlsearch.cli import build_parser, main
 TINY = ["--dataset", "synthetic", "--space", "mlp", "--dataset-arg", "n_tasks=3",
         "--dataset-arg", "n_samples=240", "--space-arg", "widths=[8,8]", "--epochs", "1"]
 COMMANDS = ["search", "compare", "strategies", "spaces", "datasets", "plugins", "show",
-            "export", "predict"]
+            "export", "predict", "fail-stale"]
 
 
 def _json(capsys) -> object:
@@ -297,3 +297,20 @@ def test_search_help_names_the_registered_default(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert f"(default: the registered default, {default_strategy()})" in out
     assert build_parser(plugins=False).parse_args(["search"]).strategy is None
+
+
+def test_exit_codes_are_documented_and_fail_stale_has_help(capsys):
+    from pathlib import Path
+
+    from mtlsearch.cli import EXIT_CODES
+
+    assert EXIT_CODES == {"ok": 0, "error": 2, "no_space": 75, "interrupted": 130,
+                          "terminated": 143}
+    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    for code in EXIT_CODES.values():
+        assert f"| {code} |" in docs, code
+    with pytest.raises(SystemExit):
+        main(["fail-stale", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--older-than SECONDS" in text and "--dry-run" in text
+    assert "same parameters and seed" in text

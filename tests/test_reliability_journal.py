@@ -1,9 +1,10 @@
-"""Fault tests with real worker processes on one study (issue 8), journal-file storage.
+"""Fault tests with real worker processes on one study (issues 8 and 17), journal storage.
 
 The same scenarios run against PostgreSQL in ``test_reliability_postgres.py`` (it imports the
 scenario functions from here): exact study-wide budget with 4 workers, a SIGKILLed worker's
-trial failed and retried, SIGINT then resume, and failing trials (raise, NaN, out of memory)
-recorded with their reason.
+trial failed and retried, SIGINT (and SIGTERM) then resume with the interrupted trial retried,
+and failing trials (raise, NaN, out of memory) recorded with their reason. ``audit`` counts
+what docs/reliability.md reports: trials lost and studies left short of their budget.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ TINY_ARGS = ["--dataset", "synthetic", "--dataset-arg", "n_tasks=3", "--dataset-
 
 # A worker that registers the "faulty" strategy and then runs the ordinary CLI. Faults are
 # chosen per original trial number by the environment (JSON): hang = write a marker file
-# then sleep (the test kills or interrupts the worker there).
+# then sleep (the test kills or interrupts the worker there), or, with RELEASE set, wait for
+# that file and go on. Every trial records a draw of the seeded RNG: a retry must redo it.
 FAULTY_WORKER = textwrap.dedent('''
-    import json, os, pathlib, sys, time
+    import json, os, pathlib, random, sys, time
     from mtlsearch.hookspecs import hookimpl
     from mtlsearch.plugin_manager import register_plugin
     from mtlsearch.cli import main
@@ -47,6 +49,7 @@ FAULTY_WORKER = textwrap.dedent('''
     class Faulty(RandomTree):
         name = "faulty"
         def propose(self, trial, ctx):
+            trial.set_user_attr("seed_draw", random.random())
             proposal = super().propose(trial, ctx)
             system = trial.study._storage.get_trial_system_attrs(trial._trial_id)
             original = system.get("failed_trial", trial.number)
@@ -54,7 +57,12 @@ FAULTY_WORKER = textwrap.dedent('''
             if original in faults.get("hang", []) and "retry_history" not in system:
                 marker = pathlib.Path(os.environ["MARKER"])
                 marker.write_text(json.dumps({"number": trial.number, "pid": os.getpid()}))
-                time.sleep(600)
+                release = os.environ.get("RELEASE")
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    if release and pathlib.Path(release).exists():
+                        break
+                    time.sleep(0.1)
             return proposal
 
     class Plugin:
@@ -110,9 +118,53 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
 
 def counted(study) -> list:
     """Finished trials that use up the budget (a retried failure does not)."""
-    retried = {t.system_attrs["failed_trial"] for t in study.trials
-               if "failed_trial" in t.system_attrs}
+    retried = set()
+    for t in study.trials:
+        if "failed_trial" in t.system_attrs:
+            retried.add(t.system_attrs["failed_trial"])
+            retried.update(t.system_attrs.get("retry_history", []))
     return [t for t in study.trials if t.state.is_finished() and t.number not in retried]
+
+
+NOT_ITS_OWN = ("interrupted", "abandoned", "stale")  # fail reasons that are retried
+
+
+def audit(study, budget: int) -> dict:
+    """What docs/reliability.md reports for a study after its last resume.
+
+    lost: trials stopped for a reason not their own (interrupted, a dead or silent worker, a
+    full disk) that no copy redid, trials left running, copies left waiting; short: 1 when
+    the study has fewer counted trials than its budget. Also checks every copy redoes its
+    original: its parameters and the same seeded draw.
+    """
+    trials = study.trials
+    copies = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    lost = 0
+    for t in trials:
+        reason = str(t.user_attrs.get("fail_reason", ""))
+        if t.state == TrialState.FAIL and reason.startswith(NOT_ITS_OWN):
+            copy = copies.get(t.number)
+            if copy is None:
+                lost += 1
+                continue
+            # What the original had sampled, the copy reuses (it may sample what it had not).
+            assert t.params.items() <= copy.params.items(), (t.number, copy.number)
+            if "seed_draw" in t.user_attrs and "seed_draw" in copy.user_attrs:
+                assert copy.user_attrs["seed_draw"] == t.user_attrs["seed_draw"]
+        elif t.state in (TrialState.RUNNING, TrialState.WAITING):
+            lost += 1
+    done = len(counted(study))
+    return {"counted": done, "budget": budget, "lost": lost, "short": int(done < budget),
+            "retries": len(copies)}
+
+
+def record_figure(scenario: str, figures: dict) -> None:
+    """Print a figure line (``pytest -s``) and append it to $MTLSEARCH_FIGURES if set."""
+    print(f"FIGURE {scenario}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    target = os.environ.get("MTLSEARCH_FIGURES")
+    if target:
+        with open(target, "a") as handle:
+            handle.write(json.dumps({"scenario": scenario, **figures}) + "\n")
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -128,6 +180,9 @@ def check_many_workers_exact_budget(storage: str, study_name: str, folder: Path,
     assert Counter(t.state for t in study.trials) == {TrialState.COMPLETE: trials}
     pids = {t.user_attrs["worker"]["pid"] for t in study.trials}
     assert len(pids) >= 2, "the workers did not share the study"
+    figures = audit(study, trials)
+    assert figures["lost"] == figures["short"] == 0
+    record_figure(f"{workers} workers, one study ({storage.split(':')[0]})", figures)
 
 
 def check_sigkill_is_failed_and_retried(storage: str, study_name: str, folder: Path,
@@ -148,29 +203,48 @@ def check_sigkill_is_failed_and_retried(storage: str, study_name: str, folder: P
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params  # the same candidate, redone
+    assert retries[0].user_attrs["seed_draw"] == killed.user_attrs["seed_draw"]  # same seed
     assert "fail_reason" not in retries[0].user_attrs
     assert len(counted(study)) == trials
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == trials
+    figures = audit(study, trials)
+    assert figures["lost"] == figures["short"] == 0
+    record_figure(f"SIGKILL mid-trial ({storage.split(':')[0]})", figures)
 
 
 def check_sigint_stops_cleanly_and_resumes(storage: str, study_name: str, folder: Path,
-                                              **env: str) -> None:
+                                              sig: int = signal.SIGINT, **env: str) -> None:
+    """Ctrl-C (or SIGTERM): the trial is failed and queued again; the resume redoes it with
+    the same parameters and seed and ends with exactly ``trials`` complete trials."""
     marker, trials = folder / "hang.json", 3
     worker = start_worker(storage, study_name, trials, folder, faulty=True,
                           FAULTS=json.dumps({"hang": [1]}), MARKER=str(marker), **env)
     hung = wait_for(marker, worker)
-    worker.send_signal(signal.SIGINT)
+    worker.send_signal(sig)
     code, err = finish(worker, timeout=60)
-    assert code == 130, err[-3000:]
+    assert code == (143 if sig == signal.SIGTERM else 130), err[-3000:]
     assert "Run the same command again to resume" in err and "Traceback" not in err
     study = open_study(storage, study_name)
-    assert study.trials[hung["number"]].state == TrialState.FAIL
-    assert study.trials[hung["number"]].user_attrs["fail_reason"] == "interrupted"
+    stopped = study.trials[hung["number"]]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["fail_reason"] == (
+        "interrupted (SIGTERM)" if sig == signal.SIGTERM else "interrupted")
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    copies = [t for t in study.trials if t.user_attrs.get("retry_of") == stopped.number]
+    assert len(copies) == 1 and copies[0].state == TrialState.WAITING
+    assert len(counted(study)) == hung["number"]  # the interrupted trial does not count
     code, err = finish(start_worker(storage, study_name, trials, folder, faulty=True, **env))
     assert code == 0, err[-3000:]
     study = open_study(storage, study_name)
+    copy = study.trials[copies[0].number]
+    assert copy.state == TrialState.COMPLETE and copy.params == stopped.params
+    assert copy.user_attrs["seed_draw"] == stopped.user_attrs["seed_draw"]  # the same seed
     assert len(counted(study)) == trials and all(t.state.is_finished() for t in study.trials)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == trials
+    figures = audit(study, trials)
+    assert figures["lost"] == figures["short"] == 0
+    name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"
+    record_figure(f"{name} mid-trial, then resume ({storage.split(':')[0]})", figures)
 
 
 # ----------------------------------------------------------------------------- journal tests
@@ -188,6 +262,11 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path):
 
 def test_sigint_stops_cleanly_and_restart_resumes(tmp_path):
     check_sigint_stops_cleanly_and_resumes(journal(tmp_path), "sigint", tmp_path)
+
+
+def test_sigterm_is_an_interruption_too(tmp_path):
+    check_sigint_stops_cleanly_and_resumes(journal(tmp_path), "sigterm", tmp_path,
+                                           sig=signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------- bad trials

@@ -153,14 +153,21 @@ def test_interrupted_study_resumes_to_the_budget(plugin, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         search(**args)
     study = open_study(args["storage"], "resume")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    # issue 17: the interrupted trial is failed and queued again, like a crashed worker's.
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                               TrialState.WAITING]
     assert study.trials[1].user_attrs["fail_reason"] == "interrupted"
-    result = search(**args)  # the same call resumes
-    numbers = [t.number for t in result.study.trials]
-    assert numbers == sorted(set(numbers)) == [0, 1, 2, 3]
-    assert all(t.state.is_finished() for t in result.study.trials)
+    assert study.trials[2].system_attrs["failed_trial"] == 1
+    result = search(**args)  # the same call resumes: the copy first, then what is left
+    trials = result.study.trials
+    numbers = [t.number for t in trials]
+    assert numbers == sorted(set(numbers)) == [0, 1, 2, 3, 4]
+    assert all(t.state.is_finished() for t in trials)
+    assert trials[2].state == TrialState.COMPLETE and trials[2].params == trials[1].params
+    counted = [t for t in trials if t.number != 1]
+    assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
     again = search(**args)  # budget reached: nothing more runs
-    assert len(again.study.trials) == 4
+    assert len(again.study.trials) == 5
 
 
 def test_mismatched_resume_is_refused(tmp_path):

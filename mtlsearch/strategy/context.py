@@ -106,8 +106,11 @@ class ResultCache:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 # one temp name per writer: two processes writing the same key never share one
                 tmp = self.folder / f".{key}.{os.getpid()}-{threading.get_ident()}.tmp"
-                tmp.write_text(json.dumps(value))
-                tmp.replace(self.folder / f"{key}.json")  # atomic: readers never see half
+                try:
+                    tmp.write_text(json.dumps(value))
+                    tmp.replace(self.folder / f"{key}.json")  # atomic: readers never see half
+                finally:
+                    tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
         """The item under ``key``; computed by ``compute()`` and stored when it is missing.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,10 +39,23 @@ log = logging.getLogger("mtlsearch.study.progress")
 
 def format_seconds(seconds: float | None) -> str:
     """``h:mm:ss`` (or ``?`` when unknown)."""
-    if seconds is None or seconds != seconds or seconds < 0:
+    if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
         return "?"
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (notebooks and test runners
+    replace it; a handler that kept the first one would write into a closed stream)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def configure_logging(level: str | int = "WARNING") -> None:
@@ -64,7 +78,7 @@ def configure_logging(level: str | int = "WARNING") -> None:
     root = logging.getLogger("mtlsearch")
     root.setLevel(level)
     if not any(getattr(h, "_mtlsearch", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._mtlsearch = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -177,10 +191,15 @@ class SearchProgress:
         params: int | None = None,
         seconds: float | None = None,
         reason: str | None = None,
+        counted: bool = True,
     ) -> None:
-        """A trial finished (``COMPLETE``, ``PRUNED`` or ``FAIL``)."""
-        self.done += 1
-        self._ran += 1
+        """A trial finished (``COMPLETE``, ``PRUNED`` or ``FAIL``).
+
+        ``counted=False``: it was interrupted and queued again, so it does not use up the
+        budget (the line says so; trials done stay as they were).
+        """
+        self.done += counted
+        self._ran += counted
         if delta is not None and state == "COMPLETE" and (self.best is None or delta > self.best):
             self.best = delta
         if state == "COMPLETE":
@@ -188,6 +207,8 @@ class SearchProgress:
             what += f", {params:,} params" if params is not None else ""
         else:
             what = f"{state.lower()}: {reason}" if reason else state.lower()
+        if not counted:
+            what += " (queued again: it does not count)"
         line = (f"trial {number} ({self.done}/{self.total}) {what}, {format_seconds(seconds)}; "
                 f"{self._info()}")
         log.info("%s: %s", self.title, line)

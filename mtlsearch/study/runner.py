@@ -20,8 +20,7 @@ import contextlib
 import gc
 import json
 import logging
-import os
-import socket
+import threading
 import time
 import traceback
 import warnings
@@ -46,10 +45,23 @@ from mtlsearch.strategy.base import Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
 from mtlsearch.study.storage import (
+    LEASE_ATTR,
+    WORKER_ATTR,
+    Lease,
+    OutOfSpaceError,
     budget_lock,
+    check_free_space,
+    fail_stale_trials,
+    free_bytes,
+    free_space_floor,
+    is_out_of_space,
     open_storage,
     retried_numbers,
     retry_trial,
+    storage_errors,
+    storage_folder,
+    uses_lease,
+    worker_identity,
 )
 from mtlsearch.study.trials import (
     OBJECTIVES,
@@ -65,7 +77,8 @@ from mtlsearch.study.trials import (
     weights_path,
 )
 
-__all__ = ["PRUNERS", "SearchResult", "make_pruner", "search", "spent_compute"]
+__all__ = ["PRUNERS", "OutOfSpaceError", "SearchResult", "make_pruner", "search",
+           "spent_compute"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +121,8 @@ class _TrialSeededSampler(optuna.samplers.BaseSampler):
         return optuna.samplers.TPESampler(seed=derive_seed(self._seed, "sampler", number))
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner = self._make(trial.number)
+        # A retried trial samples what its original left unsampled as the original would.
+        self._inner = self._make(int(trial.system_attrs.get("failed_trial", trial.number)))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
@@ -156,14 +170,22 @@ def _check_objectives(objectives: Sequence[str]) -> list[str]:
     return objectives
 
 
+class _LeaseLost(Exception):
+    """Another worker failed (and queued again) this worker's running trial."""
+
+
 class _TrialProxy:
     """What evaluate_proposal reports epochs to: feeds the progress display, and forwards
-    to the Optuna trial only when pruning is possible (single-objective studies)."""
+    to the Optuna trial only when pruning is possible (single-objective studies). Stops the
+    training at the next epoch once the trial's lease is lost."""
 
-    def __init__(self, trial: Any | None, on_epoch: Callable[[int, float], None]):
-        self._trial, self._on_epoch = trial, on_epoch
+    def __init__(self, trial: Any | None, on_epoch: Callable[[int, float], None],
+                 lost: threading.Event | None = None):
+        self._trial, self._on_epoch, self._lost = trial, on_epoch, lost
 
     def report(self, value: float, step: int) -> None:
+        if self._lost is not None and self._lost.is_set():
+            raise _LeaseLost("the trial was failed and queued again by another worker")
         self._on_epoch(step, value)
         if self._trial is not None:
             self._trial.report(value, step)
@@ -178,28 +200,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _fail_stale(study: optuna.Study) -> None:
-    """Fail (and queue again) trials whose worker stopped sending heartbeats."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
     """Optuna's heartbeat thread for ``trial`` (a no-op on storages without heartbeats)."""
     from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
 
     return get_heartbeat_thread(trial._trial_id, study._storage)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- settings
@@ -359,8 +364,11 @@ def search(
         strategy, dataset, space: Registered names or objects; the space is built for the
             dataset's input shape. ``strategy=None`` runs the registry's
             :func:`~mtlsearch.registry.default_strategy`.
-        trials: Study-wide budget of finished (complete, pruned or failed) trials; a resumed
-            study or several workers run only what is left.
+        trials: Study-wide budget of trials that finished on their own: complete, pruned, or
+            failed for a reason of their own (an exception, a NaN loss, out of memory). An
+            interrupted trial (Ctrl-C, SIGTERM), a crashed worker's (``kill -9``), a stale
+            lease's or one stopped by a full disk does not count: it is queued again with the
+            same parameters and seed. A resumed study or several workers run only what is left.
         budget: How every candidate is trained (default ``TrainConfig()``).
         seed: Seeds training and the sampler (trial ``n`` depends on ``seed`` and ``n`` only).
         storage: ``None`` (in memory), ``"journal:FILE"`` or a database URL.
@@ -382,7 +390,12 @@ def search(
 
     Raises:
         MTLSearchError: Unknown names, bad settings, or a stored study with other settings.
-        KeyboardInterrupt: After marking the running trial failed ("interrupted").
+        StorageError: The storage file is damaged (a torn journal tail is repaired instead).
+        OutOfSpaceError: Too little free space under ``out``, the cache or the storage file
+            (``MTLSEARCH_MIN_FREE_MB``), or a write failed for lack of it: the running trial
+            is queued again; free space and call again.
+        KeyboardInterrupt: After marking the running trial failed ("interrupted") and
+            queueing it again: the same call resumes and redoes it.
 
     Example:
         >>> r = search(dataset="synthetic", space="mlp", trials=3, progress=False,
@@ -427,15 +440,16 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
     pruner_obj = make_pruner(pruner, ctx.budget.epochs)
     if len(objectives) > 1:
         pruner_obj = optuna.pruners.NopPruner()
-    study = optuna.create_study(
-        storage=opened,
-        study_name=study_name,
-        directions=[OBJECTIVES[o] for o in objectives],
-        sampler=_TrialSeededSampler(seed),
-        pruner=pruner_obj,
-        load_if_exists=True,
-    )
-    _check_settings(study, settings)
+    with storage_errors(storage):
+        study = optuna.create_study(
+            storage=opened,
+            study_name=study_name,
+            directions=[OBJECTIVES[o] for o in objectives],
+            sampler=_TrialSeededSampler(seed),
+            pruner=pruner_obj,
+            load_if_exists=True,
+        )
+        _check_settings(study, settings)
     result = SearchResult(study, settings, Path(out) if out else None)
     runner = _Runner(study, setup, objectives, storage, Path(out) if out else None)
     finished = runner.count()[0]
@@ -447,13 +461,16 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
             log.info("study %r already has %d finished trials", study.study_name, finished)
             return result
         display.status("single-task reference")
-        ctx.reference()  # once, before the trials: every trial and later study reuses it
+        runner.check_space()
+        with runner.no_space_stops():
+            ctx.reference()  # once, before the trials: every trial and later study reuses it
         with budget_lock(storage):
             runner.enqueue_initial()
         deadline = time.monotonic() + timeout if timeout else None
         while deadline is None or time.monotonic() < deadline:
+            runner.check_space()  # before training, not after: a full disk stops the study
             with budget_lock(storage):
-                _fail_stale(study)
+                fail_stale_trials(study)  # dead or silent workers' trials: failed, queued again
                 done, running = runner.count()
                 if done + running >= trials:
                     break
@@ -463,7 +480,7 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
                 with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
                     warnings.filterwarnings("ignore", "Heartbeat of storage")
                     trial = study.ask()
-                trial.set_user_attr("worker", runner.worker)  # lets others spot a dead worker
+                runner.claim(trial)
             runner.run(trial)
     return result
 
@@ -477,7 +494,14 @@ class _Runner:
         self.storage, self.out = storage, out
         self.single = len(objectives) == 1
         self.display: Any = None
-        self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        self.worker = worker_identity()
+        self.lease = uses_lease(study)
+        # Folders a trial writes to, checked for free space before each trial.
+        cache_folder = getattr(setup.ctx.cache, "folder", None)
+        self.folders = list(dict.fromkeys(
+            Path(f) for f in (out, cache_folder, storage_folder(storage)) if f is not None))
+        self.largest_weights = max((p.stat().st_size for p in (out / "weights").glob(
+            "trial_*.safetensors")), default=0) if out is not None else 0
         # What this search has spent; cached items it used are charged to it once.
         self.meter = Meter(charged_keys=set(study.user_attrs.get(_CHARGED_ATTR, [])))
         self.pending = Compute()  # spent outside a trial (initial_params), for the next one
@@ -496,33 +520,79 @@ class _Runner:
         self.study.set_user_attr(_INITIAL_ATTR, len(initial))
 
     def count(self) -> tuple[int, int]:
-        """Finished and running trials; running ones of dead local workers are failed and
-        queued again. A failed trial that was queued again does not use up the budget."""
-        done = running = 0
+        """Trials that use up the budget, and running trials.
+
+        Counted: finished trials that were not queued again (a retried failure is redone by
+        its copy). Stale trials are failed and queued again by :func:`fail_stale_trials`
+        first, under the budget lock.
+        """
         trials = self.study.get_trials(deepcopy=False)
         retried = retried_numbers(trials)
-        for t in trials:
-            if t.state.is_finished():
-                done += t.number not in retried
-            elif t.state == TrialState.RUNNING:
-                worker = t.user_attrs.get("worker") or {}
-                if (worker.get("host") == self.worker["host"] and worker.get("pid")
-                        and worker["pid"] != self.worker["pid"]
-                        and not _pid_alive(int(worker["pid"]))):
-                    self.study._storage.set_trial_user_attr(
-                        t._trial_id, "fail_reason", f"abandoned: worker {worker['pid']} ended")
-                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    if not retry_trial(self.study, t):
-                        done += 1
-                else:
-                    running += 1
+        done = sum(t.state.is_finished() and t.number not in retried for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
         return done, running
 
-    def run(self, trial: optuna.Trial) -> None:
-        with _heartbeat(self.study, trial):
-            self._run(trial)
+    def claim(self, trial: optuna.Trial) -> None:
+        """Record who runs ``trial`` and start its lease (others spot a dead worker by it)."""
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        if self.lease:
+            trial.set_user_attr(LEASE_ATTR, time.time())
 
-    def _run(self, trial: optuna.Trial) -> None:
+    # ----------------------------------------------------------------- free space
+    def check_space(self) -> None:
+        """Stop the study (OutOfSpaceError) when a folder it writes to is nearly full."""
+        check_free_space(self.folders, free_space_floor(self.largest_weights))
+
+    @contextlib.contextmanager
+    def no_space_stops(self) -> Any:
+        """A write that failed for lack of space outside a trial stops the study clearly."""
+        try:
+            yield
+        except Exception as exc:
+            if is_out_of_space(exc):
+                raise OutOfSpaceError(self._no_space_text(exc)) from exc
+            raise
+
+    def _no_space_text(self, exc: BaseException, number: int | None = None) -> str:
+        where = getattr(exc, "filename", None)
+        folder = Path(where).parent if where else (self.folders[0] if self.folders else None)
+        free = f"{free_bytes(folder) / 2**20:.1f} MiB free under {folder}" if folder else "?"
+        queued = (f"trial {number} was stopped and queued again (same parameters and seed). "
+                  if number is not None else "")
+        return (f"no space left to write ({' '.join(str(exc).split())[:160]}; {free}): "
+                f"the study stops; {queued}Free some space and run the same command again "
+                "to resume")
+
+    # ----------------------------------------------------------------- one trial
+    def run(self, trial: optuna.Trial) -> None:
+        with _heartbeat(self.study, trial), Lease(self.study, trial, enabled=self.lease) as lease:
+            try:
+                self._run(trial, lease)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Recording a failure or a pruning on a trial another worker failed meanwhile.
+                if not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                    raise
+                self._lost(trial)
+
+    def _requeue(self, trial: optuna.Trial, start: float, reason: str) -> None:
+        """Fail ``trial`` for a reason not its own and queue it again; it does not count."""
+        # A full disk may refuse even this: a trial left running is retried by the dead-worker
+        # check, one failed without its copy by the next fail_stale_trials (under this lock).
+        with contextlib.suppress(Exception), budget_lock(self.storage):
+            trial.set_user_attr("fail_reason", reason)
+            self._finish(trial, TrialState.FAIL, start, {"fail_reason": reason}, counted=False)
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            retry = retry_trial(self.study, frozen, limited=False)
+            log.warning("trial %d %s: queued again as trial %s", trial.number, reason, retry)
+
+    def _lost(self, trial: optuna.Trial) -> None:
+        log.warning("trial %d was failed and queued again by another worker while this one ran "
+                    "it (its lease ran out: this worker was silent for longer than the grace "
+                    "period); its result is dropped, the retry redoes it", trial.number)
+        self.spent = None
+        _free_memory()
+
+    def _run(self, trial: optuna.Trial, lease: Lease) -> None:
         setup, hooks = self.setup, get_hooks()
         name = setup.settings["strategy"]
         start = time.perf_counter()
@@ -541,18 +611,30 @@ class _Runner:
                 trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
                 self.display.trial_started(trial.number, epochs)
                 hooks.on_trial_start(trial=trial, strategy=name, params=dict(trial.params))
-                proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end)
+                proxy = _TrialProxy(trial if self.single else None, self.display.epoch_end,
+                                    lease.lost)
                 result = evaluate_proposal(proposal, setup.ctx, strategy=setup.strategy, trial=proxy)
             values = [float(getattr(result, o)) for o in self.objectives]
             self._record(trial, result)
         except optuna.TrialPruned as exc:
             trial.set_user_attr("pruned_reason", str(exc))
             self._finish(trial, TrialState.PRUNED, start, {"pruned": str(exc)})
-        except (KeyboardInterrupt, SystemExit):
-            trial.set_user_attr("fail_reason", "interrupted")
-            self._finish(trial, TrialState.FAIL, start, {"fail_reason": "interrupted"})
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Not the trial's fault, like a crash: queued again, not counted (issue 17).
+            if isinstance(exc, SystemExit):
+                reason = f"interrupted (exit {exc.code})"
+            else:  # the CLI turns SIGTERM into KeyboardInterrupt("SIGTERM")
+                reason = "interrupted (SIGTERM)" if str(exc) == "SIGTERM" else "interrupted"
+            self._requeue(trial, start, reason)
             raise
+        except (_LeaseLost, optuna.exceptions.UpdateFinishedTrialError):
+            self._lost(trial)
         except Exception as exc:  # a plugin's bug, a NaN loss, out of memory: record, go on
+            if is_out_of_space(exc):  # the environment's fault: stop, retry when space is back
+                space = " ".join(str(exc).split())[:160]
+                self._requeue(trial, start, f"interrupted: no space left ({space})")
+                _free_memory()
+                raise OutOfSpaceError(self._no_space_text(exc, trial.number)) from exc
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason)
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
@@ -576,9 +658,11 @@ class _Runner:
             save_weights(result.model, path, self.study.study_name, trial.number,
                           data["graph"])
             trial.set_user_attr("weights_file", str(path.resolve()))
+            self.largest_weights = max(self.largest_weights, path.stat().st_size)
 
     def _finish(self, trial: optuna.Trial, state: TrialState, start: float,
-                result: dict[str, Any], values: list[float] | None = None) -> None:
+                result: dict[str, Any], values: list[float] | None = None, *,
+                counted: bool = True) -> None:
         seconds = time.perf_counter() - start
         with contextlib.suppress(Exception):
             trial.set_user_attr("trial_seconds", seconds)
@@ -589,14 +673,21 @@ class _Runner:
                 if charged != self.study.user_attrs.get(_CHARGED_ATTR, []):
                     self.study.set_user_attr(_CHARGED_ATTR, charged)
             self.spent = None
-        self.study.tell(trial, values, state=state)
+        try:
+            self.study.tell(trial, values, state=state)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            if not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise
+            self._lost(trial)  # another worker failed it meanwhile: its copy redoes it
+            return
         get_hooks().on_trial_end(  # an observer that raises is logged: the study goes on
             trial=trial, strategy=self.setup.settings["strategy"],
             result={"state": state.name, "values": values, **result})
         self.display.trial_finished(
             trial.number, state.name, delta=result.get("delta_mtl"),
             delta_test=result.get("delta_mtl_test"), params=result.get("params"),
-            seconds=seconds, reason=result.get("fail_reason") or result.get("pruned"))
+            seconds=seconds, reason=result.get("fail_reason") or result.get("pruned"),
+            counted=counted)
 
 
 # --------------------------------------------------------------------------- views

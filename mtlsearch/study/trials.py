@@ -7,10 +7,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +60,33 @@ def _graph_digest(graph: Mapping[str, Any]) -> str:
 
 
 def save_weights(model: Any, path: Path, study_name: str, number: int, graph: dict) -> None:
+    """Write ``model``'s weights to ``path`` atomically, with the study, trial and graph hash.
+
+    Raises:
+        OSError: The write failed; a full disk is an ``OSError`` with ``errno.ENOSPC`` (or
+            ``EDQUOT``) whatever safetensors reported, and no partial file is left behind.
+    """
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"study": study_name, "trial": str(number), "graph": _graph_digest(graph)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per writer
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)  # atomic: an interrupted save never leaves half a file
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)  # atomic: an interrupted save never leaves half a file
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # half a file on a full disk would keep it full
+        if isinstance(exc, OSError) or not isinstance(exc, Exception):
+            raise
+        # safetensors reports I/O errors as SafetensorError("... (os error 28)"): give the
+        # errno back, so a full disk is told apart from a bad tensor.
+        code = re.search(r"os error (\d+)", str(exc))
+        if code:
+            raise OSError(int(code.group(1)), f"cannot write the weights: {exc}",
+                          str(path)) from exc
+        raise
 
 
 def derive_seed(seed: int, *parts: Any) -> int:

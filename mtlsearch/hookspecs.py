@@ -3,7 +3,8 @@
 Contribution hooks (``register_*``) receive a ``register`` callback so one plugin can
 contribute several things; each callback has its own signature, given by a Protocol class
 here (:class:`StrategyRegistrar`, :class:`SpaceRegistrar`, :class:`DatasetRegistrar`,
-:class:`TaskKindRegistrar`, :class:`CommandRegistrar`) for plugin authors to annotate with.
+:class:`TaskKindRegistrar`, :class:`WeightingRegistrar`, :class:`CommandRegistrar`) for plugin
+authors to annotate with.
 Observer hooks (``on_*``) let loggers and dashboards follow a search without touching the
 core; an observer that raises is logged as a warning naming the plugin and the hook, and the
 search goes on. The core calls hooks only through :class:`mtlsearch.plugin_manager.Hooks`.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # annotations only: the base modules import no layer
     import argparse
 
     from mtlsearch.data.dataset import DatasetSplits
+    from mtlsearch.engine.weighting.base import Weighting
     from mtlsearch.graph.space import SearchSpace
     from mtlsearch.strategy.base import Strategy
     from mtlsearch.tasks.kinds import TaskKind
@@ -40,6 +42,7 @@ __all__ = [
     "SpaceRegistrar",
     "DatasetRegistrar",
     "TaskKindRegistrar",
+    "WeightingRegistrar",
     "CommandRegistrar",
     "CONTRIBUTION_HOOKS",
     "OBSERVER_HOOKS",
@@ -54,6 +57,7 @@ CONTRIBUTION_HOOKS = (
     "register_search_spaces",
     "register_datasets",
     "register_task_kinds",
+    "register_weightings",
     "register_commands",
 )
 #: Hooks that watch a search; one error policy for all (see :class:`~mtlsearch.plugin_manager.Hooks`).
@@ -138,6 +142,25 @@ class TaskKindRegistrar(Protocol):
         """
 
 
+class WeightingRegistrar(Protocol):
+    """``register`` of :func:`register_weightings`."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Weighting],
+        *,
+        tiny: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register ``factory(**kwargs) -> Weighting`` (usually the Weighting subclass) as
+        ``name``.
+
+        Args:
+            tiny: Keyword arguments that make one training step with it cheap, for
+                :func:`mtlsearch.testing.check_weighting` (e.g. few solver iterations).
+        """
+
+
 class CommandRegistrar(Protocol):
     """``register`` of :func:`register_commands`."""
 
@@ -191,6 +214,16 @@ def register_datasets(register: DatasetRegistrar) -> None:
 def register_task_kinds(register: TaskKindRegistrar) -> None:
     """Contribute task kinds (loss, metrics, head): call ``register(kind, *, tiny=None)`` with
     a TaskKind instance."""
+
+
+@hookspec
+def register_weightings(register: WeightingRegistrar) -> None:
+    """Contribute loss weightings or gradient aggregators: call ``register(name, factory, *,
+    tiny=None)``.
+
+    ``factory(**kwargs)`` returns a :class:`mtlsearch.Weighting`; its keyword arguments are
+    ``TrainConfig.weighting_kwargs`` (JSON-ready: a study records them).
+    """
 
 
 @hookspec

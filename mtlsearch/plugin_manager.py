@@ -36,6 +36,7 @@ from mtlsearch.hookspecs import (
     SpaceRegistrar,
     StrategyRegistrar,
     TaskKindRegistrar,
+    WeightingRegistrar,
 )
 
 __all__ = [
@@ -126,6 +127,11 @@ class Hooks:
     def register_task_kinds(self, registrar: Callable[[str], TaskKindRegistrar]) -> None:
         """Collect every plugin's task kinds through ``registrar(plugin_name)``."""
         self._contribute("register_task_kinds", registrar)
+
+    def register_weightings(self, registrar: Callable[[str], WeightingRegistrar]) -> None:
+        """Collect every plugin's loss weightings and aggregators through
+        ``registrar(plugin_name)``."""
+        self._contribute("register_weightings", registrar)
 
     def register_commands(self, registrar: Callable[[str], CommandRegistrar]) -> None:
         """Collect every plugin's ``mtlsearch`` subcommands through ``registrar(plugin_name)``."""

@@ -1,5 +1,5 @@
-"""Conformance checks every strategy, search space, dataset and task kind must pass; reusable
-by plugin authors.
+"""Conformance checks every strategy, search space, dataset, task kind and weighting must pass;
+reusable by plugin authors.
 
 mtlsearch's own test suite runs them over everything registered, so a new plugin is tested the
 moment it is registered. A check given a registered name builds the entry at the tiny size its
@@ -26,7 +26,8 @@ from safetensors.torch import save as save_safetensors
 
 from mtlsearch.data.dataset import DatasetSplits, from_arrays
 from mtlsearch.engine.model import MultiTaskModel, materialize
-from mtlsearch.engine.train import TrainConfig
+from mtlsearch.engine.train import TrainConfig, build_and_train
+from mtlsearch.engine.weighting import Weighting
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.graph.space import SearchSpace
@@ -34,6 +35,8 @@ from mtlsearch.graph.summary import summarize
 from mtlsearch.registry import (
     create_space,
     create_strategy,
+    create_weighting,
+    get_weighting_class,
     load_dataset,
     task_kinds,
     tiny_settings,
@@ -49,6 +52,7 @@ __all__ = [
     "check_space",
     "check_strategy",
     "check_task_kind",
+    "check_weighting",
     "tiny_context",
     "tiny_dataset",
 ]
@@ -329,3 +333,78 @@ def check_task_kind(kind: str | TaskKind, *, tiny: Mapping[str, Any] | None = No
     head_loss.backward()
     assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in head.parameters()), (
         "the loss does not reach the head's weights")
+
+
+def _finite_state(model: MultiTaskModel) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values()
+               if v.dtype.is_floating_point)
+
+
+def check_weighting(weighting: str, **kwargs: Any) -> None:
+    """A registered loss weighting or aggregator trains a tiny hard-sharing network.
+
+    Built with ``kwargs``, or else at its registered tiny size. Checked: the factory builds a
+    :class:`~mtlsearch.engine.weighting.base.Weighting`; three tasks on a one-block mlp train
+    two steps (two epochs of one batch, so ``end_epoch`` runs) with finite losses and
+    weights; the trunk and every head change; the same seed gives the same weights twice (on
+    the CPU); the weights it reports are finite, one per task; a weighting that needs every
+    task (``all_tasks``) is refused with one-task sampling, any other trains that way too;
+    and what :meth:`~mtlsearch.engine.weighting.base.Weighting.suggest` samples from an
+    Optuna trial builds it.
+    """
+    import optuna
+
+    name = weighting
+    kwargs = dict(kwargs or tiny_settings("weighting", name) or {})
+    cls = get_weighting_class(name)
+    missing = cls.missing() if hasattr(cls, "missing") else []
+    assert not missing, f"weighting {name!r} needs {missing}, which are not installed here"
+    built = create_weighting(name, **kwargs)
+    assert isinstance(built, Weighting), f"{name!r} built {type(built).__name__}, not a Weighting"
+    data = tiny_dataset((6,), n=48)
+    space = create_space("mlp", input_shape=(6,), widths=(8,))
+    graph = SharingGraph.hard_sharing([t.name for t in data.tasks], space.num_blocks)
+    config = TrainConfig(epochs=2, batch_size=len(data.train), device="cpu", weighting=name,
+                         weighting_kwargs=kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        before = materialize(graph, space, data.tasks).state_dict()
+    first = build_and_train(graph, space, data.tasks, data.train, data.val, config)
+    second = build_and_train(graph, space, data.tasks, data.train, data.val, config)
+    assert first.steps == 2, f"two steps were asked for, {first.steps} were taken"
+    losses = [h["train_loss"] for h in first.history]
+    assert all(math.isfinite(v) for v in losses), f"training losses {losses}"
+    model = first.model
+    assert _finite_state(model), "the weights are not finite after two steps"
+    after = model.state_dict()
+    trunk = [k for k in after if k.startswith("blocks.") and after[k].dtype.is_floating_point
+             and "running" not in k]
+    assert any(not torch.equal(after[k], before[k]) for k in trunk), "the trunk did not change"
+    for task in model.tasks:
+        keys = [k for k in after if k.startswith("heads.") and k.split(".")[1] == task]
+        assert any(not torch.equal(after[k], before[k]) for k in keys), (
+            f"the head of task {task!r} did not change")
+    again = second.model.state_dict()
+    for key, value in after.items():
+        assert torch.equal(value, again[key]), f"{key} differs between two runs with one seed"
+    reported = first.weighting.get("weights")
+    if reported is not None:
+        assert sorted(reported) == sorted(model.tasks), f"weights {reported} are not per task"
+        assert all(math.isfinite(v) for v in reported.values()), f"weights {reported}"
+    one = config.replace(weighting="equal", weighting_kwargs={}, task_sampling="one")
+    if getattr(built, "all_tasks", False):
+        try:
+            one.replace(weighting=name, weighting_kwargs=kwargs)
+        except MTLSearchError as exc:
+            assert "task_sampling" in str(exc), f"the refusal does not name the option: {exc}"
+        else:
+            raise AssertionError(f"{name!r} needs every task but accepts task_sampling='one'")
+    else:
+        alone = build_and_train(graph, space, data.tasks, data.train, data.val,
+                                one.replace(weighting=name, weighting_kwargs=kwargs))
+        assert all(math.isfinite(h["train_loss"]) for h in alone.history), (
+            "training with one task per batch gave non-finite losses")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    suggested = type(built).suggest(study.ask())
+    assert isinstance(suggested, dict), f"suggest() returned {suggested!r}, not a dict"
+    create_weighting(name, **{**kwargs, **suggested})

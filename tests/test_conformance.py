@@ -1,5 +1,6 @@
-"""Every registered strategy, search space, dataset and task kind passes the shared conformance
-checks, each at the tiny size its registration carries; and each check fails on a planted bug."""
+"""Every registered strategy, search space, dataset, task kind and weighting passes the shared
+conformance checks, each at the tiny size its registration carries; and each check fails on a
+planted bug."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ import torch
 
 from mtlsearch.data.dataset import DatasetSplits, from_arrays
 from mtlsearch.registry import (
+    get_weighting_class,
     list_datasets,
     list_spaces,
     list_strategies,
+    list_weightings,
     task_kinds,
     tiny_settings,
 )
 from mtlsearch.tasks.kinds import MulticlassKind, TaskSpec, list_task_kinds
-from mtlsearch.testing import check_dataset, check_space, check_strategy, check_task_kind
+from mtlsearch.testing import (
+    check_dataset,
+    check_space,
+    check_strategy,
+    check_task_kind,
+    check_weighting,
+)
 
 
 @pytest.mark.parametrize("name", list_spaces())
@@ -39,6 +48,15 @@ def test_dataset_conforms(name):
 @pytest.mark.parametrize("name", list_task_kinds())
 def test_task_kind_conforms(name):
     check_task_kind(name)
+
+
+@pytest.mark.parametrize("name", list_weightings())
+def test_weighting_conforms(name):
+    missing = get_weighting_class(name).missing()
+    if missing:
+        pytest.skip(f"{name} needs {missing} (pip install \"torchjd[full]\")")
+    torch.set_num_threads(1)
+    check_weighting(name)
 
 
 def test_every_builtin_registration_carries_a_tiny_size():
@@ -114,3 +132,77 @@ def test_check_task_kind_needs_an_example():
 def test_task_spec_of_the_tiny_example_is_valid():
     spec = TaskSpec("t", kind="segmentation", **_tiny("segmentation")["spec"])
     assert spec.num_classes == 3 and spec.options["size"] == [8, 8]
+
+
+# --------------------------------------------------------- check_weighting finds planted bugs
+def _planted(fresh_plugins, cls: type, name: str) -> None:
+    import types
+
+    from mtlsearch import hookimpl
+    from mtlsearch.plugin_manager import register_plugin
+
+    plugin = types.SimpleNamespace(register_weightings=hookimpl(
+        lambda register: register(name, cls)))
+    register_plugin(plugin, name=f"{name}-plugin")
+
+
+@pytest.fixture
+def fresh_plugins():
+    from mtlsearch.plugin_manager import reset_plugins
+
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def test_check_weighting_finds_a_weighting_that_trains_nothing(fresh_plugins):
+    from mtlsearch.engine.weighting import Weighting
+
+    class Detached(Weighting):
+        name = "detached"
+
+        def combine(self, losses, step):
+            return sum(v.detach() for v in losses.values()).requires_grad_(True)
+
+    _planted(fresh_plugins, Detached, "detached")
+    with pytest.raises(AssertionError, match="the trunk did not change"):
+        check_weighting("detached")
+
+
+def test_check_weighting_finds_an_unseeded_weighting(fresh_plugins):
+    from mtlsearch.engine.weighting import Weighting
+
+    class Unseeded(Weighting):
+        name = "unseeded"
+
+        def combine(self, losses, step):  # the global generator: differs from run to run
+            w = torch.rand(len(losses))
+            return sum(wi * v for wi, v in zip(w, losses.values()))
+
+    _planted(fresh_plugins, Unseeded, "unseeded")
+    with pytest.raises(AssertionError, match="differs between two runs with one seed"):
+        check_weighting("unseeded")
+
+
+def test_check_weighting_finds_a_missing_one_task_refusal(fresh_plugins):
+    from mtlsearch.engine.weighting import Weighting
+
+    class NeedsAll(Weighting):
+        name = "needs_all"
+
+        def combine(self, losses, step):
+            assert len(losses) > 1, "one task: nothing to balance"
+            return sum(losses.values())
+
+    _planted(fresh_plugins, NeedsAll, "needs_all")
+    with pytest.raises(AssertionError, match="nothing to balance"):
+        check_weighting("needs_all")
+
+
+def test_every_builtin_weighting_is_registered_by_its_entry_point():
+    from mtlsearch.registry import weightings
+
+    builtin = {"equal", "uw", "dwa", "gradnorm", "rlw", "upgrad", "mgda", "pcgrad", "cagrad",
+               "nash_mtl", "imtl_g", "dualproj", "aligned_mtl"}
+    assert builtin <= set(list_weightings())
+    assert {weightings().registration(n).plugin for n in builtin} == {"builtin_weightings"}

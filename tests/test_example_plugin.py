@@ -26,7 +26,7 @@ from mtlsearch import (
     run_strategy,
 )
 from mtlsearch.plugin_manager import list_plugins, reset_plugins
-from mtlsearch.registry import create_strategy, list_strategies
+from mtlsearch.registry import create_strategy, list_strategies, list_weightings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mtlsearch-example-plugin"
 MODULE = "mtlsearch_example_plugin"
@@ -69,7 +69,7 @@ def test_discovered_through_its_entry_point(plugin_path: Path) -> None:
     info = {p.name: p for p in list_plugins()}["example"]
     assert info.distribution == "mtlsearch-example-plugin"
     assert info.version == "0.1.0"
-    assert info.hooks == ["register_strategies"]
+    assert info.hooks == ["register_strategies", "register_weightings"]
     strategy = create_strategy("split_last", max_split=1)
     assert type(strategy).__module__ == MODULE
     assert Path(sys.modules[MODULE].__file__).is_relative_to(plugin_path)
@@ -98,6 +98,7 @@ def test_disable_plugins_hides_it(plugin_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MTLSEARCH_DISABLE_PLUGINS", "example")
     reset_plugins()
     assert "split_last" not in list_strategies()
+    assert "inverse_initial_loss" not in list_weightings() and "uw" in list_weightings()
     assert "hard_sharing" in list_strategies()
     assert "example" not in {p.name for p in list_plugins()}
 
@@ -106,10 +107,33 @@ def test_allow_list(plugin_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MTLSEARCH_PLUGINS", "example")
     reset_plugins()
     assert list_strategies() == ["split_last"]
+    assert list_weightings() == ["inverse_initial_loss"]
     assert [p.name for p in list_plugins()] == ["example"]
     monkeypatch.setenv("MTLSEARCH_PLUGINS", "hard_sharing, builtin_tasks")
     reset_plugins()
     assert list_strategies() == ["hard_sharing"]
+
+
+def test_its_weighting_is_discovered_and_trains(plugin_path: Path) -> None:
+    from mtlsearch.registry import get_weighting_class, tiny_settings, weightings
+    from mtlsearch.testing import check_weighting
+
+    assert "inverse_initial_loss" in list_weightings()
+    assert {"equal", "uw", "upgrad"} <= set(list_weightings())  # built-ins still there
+    assert weightings().registration("inverse_initial_loss").plugin == "example"
+    assert get_weighting_class("inverse_initial_loss").__module__ == MODULE
+    assert tiny_settings("weighting", "inverse_initial_loss") == {"floor": 0.01}
+    check_weighting("inverse_initial_loss")  # built from those settings
+
+
+def test_its_weighting_weighs_a_search_trial(plugin_path: Path) -> None:
+    data = load_dataset("synthetic", n_tasks=3, n_samples=200)
+    space = create_space("mlp", input_shape=data.input_shape, widths=(8, 8))
+    budget = TrainConfig(epochs=1, weighting="inverse_initial_loss")
+    ctx = SearchContext(data=data, space=space, budget=budget)
+    result = run_strategy(create_strategy("split_last"), ctx)
+    assert result.epochs_run == 1 and result.model.train_info["weighting"] == \
+        "inverse_initial_loss"
 
 
 def test_not_found_without_the_install() -> None:
@@ -122,5 +146,6 @@ def test_not_found_without_the_install() -> None:
     reset_plugins()
     try:
         assert "split_last" not in list_strategies()
+        assert "inverse_initial_loss" not in list_weightings()
     finally:
         reset_plugins()

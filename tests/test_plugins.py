@@ -24,7 +24,7 @@ from mtlsearch.registry import (
     load_dataset,
 )
 
-BUILTIN_ENTRY_POINTS = {"builtin_tasks", "builtin_datasets", "builtin_search_spaces", "single_task", "hard_sharing", "random_tree"}
+BUILTIN_ENTRY_POINTS = {"builtin_tasks", "builtin_datasets", "builtin_search_spaces", "builtin_weightings", "single_task", "hard_sharing", "random_tree"}
 
 
 @pytest.fixture
@@ -161,6 +161,7 @@ def test_each_register_callback_has_the_signature_of_its_protocol():
         "register_search_spaces": registry._space_registrar(registry.Registry("search space")),
         "register_datasets": registry._dataset_registrar(registry.Registry("dataset")),
         "register_task_kinds": registry._kind_registrar(registry.Registry("task kind")),
+        "register_weightings": registry._weighting_registrar(registry.Registry("weighting")),
         "register_commands": registry._command_registrar(registry.Registry("command")),
     }
     assert set(made) == set(hookspecs.CONTRIBUTION_HOOKS)
@@ -325,3 +326,57 @@ def test_strategy_is_abstract_and_keeps_its_lifecycle_in_its_docstring():
 
         cls = get_strategy_class(name)
         assert issubclass(cls, Strategy) and not inspect.isabstract(cls), name
+
+
+# ----------------------------------------------------------------------------- weightings
+def test_weightings_load_through_their_entry_point(fresh_plugins):
+    from mtlsearch.registry import list_weightings, weightings
+
+    info = next(p for p in list_plugins() if p.name == "builtin_weightings")
+    assert info.hooks == ["register_weightings"] and info.distribution == "mtlsearch"
+    assert list_weightings("*grad") == ["cagrad", "fairgrad", "pcgrad", "upgrad"]
+    assert weightings().registration("uw").plugin == "builtin_weightings"
+    fresh_plugins.setenv("MTLSEARCH_DISABLE_PLUGINS", "builtin_weightings")
+    reset_plugins()
+    assert list_weightings() == []
+
+
+def test_a_runtime_weighting_is_listed_built_and_trained(fresh_plugins):
+    from mtlsearch import TrainConfig, Weighting
+    from mtlsearch.registry import create_weighting, get_weighting_class, list_weightings
+
+    class Half(Weighting):
+        name = "half"
+
+        def __init__(self, *, factor: float = 0.5):
+            self.factor = factor
+
+        def combine(self, losses, step):
+            return self.factor * sum(losses.values())
+
+    plugin = types.SimpleNamespace(register_weightings=hookimpl(
+        lambda register: register("half", Half, tiny={"factor": 0.25})))
+    register_plugin(plugin, name="half-plugin")
+    assert "half" in list_weightings() and get_weighting_class("half") is Half
+    assert create_weighting("half", factor=2.0).factor == 2.0
+    with pytest.raises(MTLSearchError, match="weighting 'half' cannot take these arguments"):
+        create_weighting("half", power=2)
+    assert TrainConfig(weighting="half").weighting == "half"
+    unregister_plugin("half-plugin")
+    with pytest.raises(UnknownNameError, match="unknown weighting 'half'.*upgrad"):
+        TrainConfig(weighting="half")
+
+
+def test_a_weighting_registered_twice_names_both(fresh_plugins):
+    from mtlsearch.engine.weighting import EqualWeighting
+    from mtlsearch.registry import list_weightings
+
+    class Other(EqualWeighting):
+        pass
+
+    plugin = types.SimpleNamespace(register_weightings=hookimpl(
+        lambda register: register("uw", Other)))
+    register_plugin(plugin, name="clash")
+    with pytest.raises(MTLSearchError, match="weighting 'uw' is registered twice"):
+        list_weightings()
+    unregister_plugin("clash")

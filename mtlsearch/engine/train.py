@@ -1,11 +1,12 @@
 """The one trainer every strategy uses.
 
 Settings live in :class:`TrainConfig` (optimizer, learning rate, epoch or step budget, early
-stopping on validation loss, task weights, and the task-sampling mode: every task in every
-batch, or one random active task per batch as in Task Routing's Algorithm 1). Training is seeded
-and deterministic on the CPU. Dynamic strategies change the graph between epochs through
-``on_epoch_end``; the trainer re-materializes the model, keeps the weights (and optimizer state)
-of every block and head that remains.
+stopping on validation loss, task weights, the loss weighting or gradient aggregator, and the
+task-sampling mode: every task in every batch, or one random active task per batch as in Task
+Routing's Algorithm 1). Training is seeded and deterministic on the CPU. Dynamic strategies
+change the graph between epochs through ``on_epoch_end``; the trainer re-materializes the
+model, keeps the weights (and optimizer state) of every block and head that remains. The
+weighting (:mod:`mtlsearch.engine.weighting`) is called once per step with the task losses.
 
 Example:
     >>> cfg = TrainConfig(epochs=2, lr=1e-3)
@@ -18,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import inspect
+import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -30,9 +33,10 @@ from torch import Tensor
 
 from mtlsearch.data.dataset import MultiTaskDataset
 from mtlsearch.engine.acceleration import device_dataset, prepare_model, resolve, to_device_batch
-from mtlsearch.engine.compute import charge, charge_forward
+from mtlsearch.engine.compute import charge, charge_forward, current_meters
 from mtlsearch.engine.model import MultiTaskModel, materialize
 from mtlsearch.engine.scoring import evaluate
+from mtlsearch.engine.weighting import Weighting, WeightingStep, make_weighting
 from mtlsearch.errors import MTLSearchError, TrainingError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.tasks.kinds import TaskSpec, get_task_kind
@@ -55,6 +59,26 @@ log = logging.getLogger(__name__)
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULERS = ("none", "cosine", "step")
 _SAMPLING = ("all", "one")
+# Fields left out of to_dict() while they hold their default: configs (and so cache keys and
+# stored studies' settings) made before weightings existed read the same.
+_QUIET_DEFAULTS = {"weighting": "equal", "weighting_kwargs": {}}
+
+
+class FrozenKwargs(dict):
+    """A read-only ``dict`` of JSON-ready keyword arguments (``TrainConfig.weighting_kwargs``)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("weighting_kwargs is read-only; use "
+                        "TrainConfig.replace(weighting_kwargs=...)")
+
+    __setitem__ = __delitem__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle build a new one
+        return (type(self), (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True))
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,12 @@ class TrainConfig:
             meter records). ``False`` keeps one pass per epoch (Task Routing's code: each head
             then gets about 1/T of the updates).
         task_weights: Loss weight per task (default: each spec's ``weight``, i.e. uniform).
+        weighting: How the task losses of a step become one update: a registered loss
+            weighting or gradient aggregator (``equal``, ``uw``, ``dwa``, ``gradnorm``,
+            ``rlw``, ``upgrad``, ``pcgrad``, ...; ``mtlsearch weightings`` lists them; see
+            docs/weighting.md). Gradient aggregators and GradNorm need every task in every
+            batch (``task_sampling="all"``).
+        weighting_kwargs: The weighting's hyper-parameters (JSON-ready; kept read-only).
         device: ``cuda``, ``mps``, ``cpu`` or ``None`` to pick the first available.
         seed: Seeds weights, shuffling and task sampling.
         eval_batch_size: Batch size for evaluation.
@@ -104,6 +134,8 @@ class TrainConfig:
     task_sampling: str = "all"
     update_parity: bool = True
     task_weights: dict[str, float] | None = None
+    weighting: str = "equal"
+    weighting_kwargs: Mapping[str, Any] = field(default_factory=FrozenKwargs)
     device: str | None = None
     seed: int = 0
     eval_batch_size: int = 512
@@ -124,6 +156,37 @@ class TrainConfig:
             raise MTLSearchError("epochs and batch_size must be at least 1")
         if self.lr <= 0:
             raise MTLSearchError(f"lr must be positive, got {self.lr}")
+        self._check_weighting()
+
+    def _check_weighting(self) -> None:
+        if not isinstance(self.weighting, str) or not self.weighting:
+            raise MTLSearchError(f"weighting must be a registered name, got {self.weighting!r}")
+        kwargs = self.weighting_kwargs if self.weighting_kwargs is not None else {}
+        if not isinstance(kwargs, Mapping):
+            raise MTLSearchError(f"weighting_kwargs must be a mapping, got {kwargs!r}")
+        try:  # JSON-ready: it keys cached results and is recorded with every study
+            frozen = FrozenKwargs(json.loads(json.dumps(dict(kwargs), allow_nan=False)))
+        except (TypeError, ValueError) as exc:
+            raise MTLSearchError(f"weighting_kwargs must be JSON-ready: {exc}") from None
+        object.__setattr__(self, "weighting_kwargs", frozen)
+        if self.weighting == "equal" and not frozen:
+            return  # the default: no registry lookup (every TrainConfig() would load plugins)
+        from mtlsearch.registry import get_weighting_class
+
+        cls = get_weighting_class(self.weighting)  # an unknown name lists the known ones
+        try:  # wrong argument names now, not when a trial starts training
+            inspect.signature(cls).bind(**frozen)
+        except TypeError as exc:
+            raise MTLSearchError(f"weighting {self.weighting!r} cannot take {dict(frozen)}: "
+                                 f"{exc}") from None
+        except ValueError:  # no signature to read (a builtin): the trainer will tell
+            pass
+        if self.task_sampling == "one" and getattr(cls, "all_tasks", False):
+            raise MTLSearchError(
+                f"weighting {self.weighting!r} combines every task's loss or gradient in each "
+                "step, and task_sampling='one' trains one task per batch: set "
+                "task_sampling='all', or choose a weighting that weighs a single task "
+                "(equal, uw, dwa, rlw)")
 
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with some fields changed; unknown field names are listed."""
@@ -134,7 +197,15 @@ class TrainConfig:
         return replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as JSON-ready values; ``weighting`` and ``weighting_kwargs`` only when
+        not at their defaults (so earlier cache keys and stored settings stay valid)."""
+        data = asdict(self)
+        for name, default in _QUIET_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        if "weighting_kwargs" in data:
+            data["weighting_kwargs"] = dict(data["weighting_kwargs"])
+        return data
 
 
 @dataclass
@@ -162,7 +233,12 @@ class EpochState:
 
 @dataclass
 class TrainResult:
-    """What training produced: the model (best epoch restored if early stopping), history."""
+    """What training produced: the model (best epoch restored if early stopping), history.
+
+    ``weighting`` records the loss weighting: ``name``, ``kwargs`` and its final per-task
+    ``weights`` (``None`` where it has none). The model carries ``train_info`` (``weighting``
+    and ``weighting_kwargs``), what an export records of how it was trained.
+    """
 
     model: MultiTaskModel
     history: list[dict[str, float]]
@@ -172,6 +248,7 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     graphs: list[SharingGraph] = field(default_factory=list)
+    weighting: dict[str, Any] = field(default_factory=dict)
 
 
 def select_device(preferred: str | None = None) -> torch.device:
@@ -235,6 +312,47 @@ def _param_groups(model: MultiTaskModel) -> list[dict[str, Any]]:
     trunk = [p for p in model.parameters() if id(p) not in head_ids]
     heads = [list(model.heads[model._head_keys[t]].parameters()) for t in model.tasks]
     return [{"params": trunk}, *({"params": h} for h in heads)]
+
+
+def _with_extra(params: Any, extra: Sequence[torch.nn.Parameter]) -> Any:
+    """``params`` plus a group of the weighting's learnable tensors (no weight decay: the
+    log-variances of uncertainty weighting are not weights to shrink)."""
+    if not extra:
+        return params
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    return [*groups, {"params": list(extra), "weight_decay": 0.0}]
+
+
+def _check_weighting_runs(weighting: Weighting, cfg: TrainConfig, ddp: Any) -> None:
+    """Refuse what the weighting cannot do here: one-task sampling, DDP."""
+    if cfg.task_sampling == "one" and weighting.all_tasks:
+        raise MTLSearchError(
+            f"weighting {cfg.weighting!r} combines every task's loss or gradient in each step, "
+            "and task_sampling='one' trains one task per batch: set task_sampling='all', or "
+            "choose a weighting that weighs a single task (equal, uw, dwa, rlw)")
+    if ddp is not None and not weighting.distributed:
+        raise MTLSearchError(
+            f"weighting {cfg.weighting!r} does not run under DistributedDataParallel: its "
+            "per-task gradients or loss statistics would be each rank's own. Train with one "
+            "process, or choose equal, uw or rlw")
+
+
+def _average_over_ranks(params: Sequence[torch.nn.Parameter], ddp: Any) -> None:
+    """The weighting's gradients averaged over the ranks, as DDP does for the model's."""
+    import torch.distributed as dist
+
+    world = int(getattr(ddp, "world", 1))
+    for p in params:
+        if p.grad is not None:  # the same on every rank: every rank trains the same tasks
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def _plain_sum(losses: dict[str, Tensor]) -> Tensor:
+    """``Σ_t w_t L_t`` without a graph: the training loss every weighting logs."""
+    return torch.stack([v.detach() for v in losses.values()]).sum()
 
 
 def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
@@ -334,15 +452,21 @@ class Trainer:
             train = device_dataset(train, device)
             val = device_dataset(val, device) if val is not None else None
         ddp = self.distributed  # None: one process; else this rank's DDP hooks
+        weighting = make_weighting(cfg.weighting, cfg.weighting_kwargs)
+        _check_weighting_runs(weighting, cfg, ddp)  # before DDP wraps anything
         forward = prepare_model(model, accel) if ddp is None else ddp.wrap(model, accel)
         gen = torch.Generator().manual_seed(cfg.seed)
         task_gen = torch.Generator().manual_seed(cfg.seed + 1)
         weights = {s.name: s.weight for s in model.task_specs}
         weights.update(cfg.task_weights or {})
+        weighting.setup(list(model.tasks), device=device, seed=cfg.seed)
+        extra = list(weighting.parameters())
+        chunk = 1 if accel.compile else None  # torchjd's vmap cannot run a compiled graph
         # With one active task per batch, each head gets its own parameter group and a step
         # visits only the trunk's and the active head's: per-step work stays flat in T.
         split_heads = cfg.task_sampling == "one" and self.split_heads
-        opt = make_optimizer(cfg, _param_groups(model) if split_heads else model.parameters())
+        opt = make_optimizer(cfg, _with_extra(
+            _param_groups(model) if split_heads else model.parameters(), extra))
         head_group = {t: i + 1 for i, t in enumerate(model.tasks)} if split_heads else {}
         sched = _scheduler(cfg, opt)
         history: list[dict[str, float]] = []
@@ -359,22 +483,38 @@ class Trainer:
                     active = [tasks[int(torch.randint(len(tasks), (1,), generator=task_gen))]]
                 else:
                     active = tasks
-                charge_forward(model, _rows(batch), None if cfg.task_sampling == "all" else active)
+                rows = _rows(batch)
+                charge_forward(model, rows, None if cfg.task_sampling == "all" else active)
                 if ddp is not None:
                     batch = ddp.shard(batch, active)
                 x, y = to_device_batch(batch, device, active, channels_last=accel.channels_last)
                 with accel.autocast(device):
                     outputs = forward(x, active if cfg.task_sampling == "one" else None)
                 losses = task_losses(model, outputs, y)
-                loss = sum(weights[t] * v for t, v in losses.items())
-                if ddp is not None:
+                # float32 before weighting (bf16 autocast), the fixed task weights applied
+                scaled = {t: weights[t] * v.float() for t, v in losses.items()}
+                wstep = WeightingStep(epoch, steps, active, model, chunk)
+                loss = None if weighting.gradient else weighting.combine(scaled, wstep)
+                if ddp is not None and loss is not None:
                     loss, losses = ddp.scale_loss(loss, losses)
+                if weighting.plain_sum:
+                    logged = loss
+                else:  # every weighting logs Σ w_t L_t: train losses compare across them
+                    logged = _plain_sum(scaled)
+                    if ddp is not None:
+                        logged, _ = ddp.scale_loss(logged, {})
                 all_groups = opt.param_groups
                 if split_heads:
-                    opt.param_groups = [all_groups[0], all_groups[head_group[active[0]]]]
+                    opt.param_groups = [all_groups[0], all_groups[head_group[active[0]]],
+                                        *all_groups[len(tasks) + 1:]]
                 try:
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if loss is None:
+                        weighting.backward(scaled, wstep)  # type: ignore[attr-defined]
+                    else:
+                        loss.backward()
+                    if ddp is not None and extra:
+                        _average_over_ranks(extra, ddp)
                     for cb in self.on_backward:
                         cb(StepState(epoch, steps, model, losses, active))
                     if ddp is not None:
@@ -382,11 +522,16 @@ class Trainer:
                     opt.step()
                 finally:
                     opt.param_groups = all_groups
-                total += loss.detach()
+                if current_meters():
+                    more = weighting.extra_macs(wstep)
+                    if more:  # extra backward passes (per-task gradients, gradient norms)
+                        charge(macs=rows * more)
+                total += logged.detach()
                 batches += 1
                 steps += 1
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
+            weighting.end_epoch(epoch)
             if sched is not None:
                 sched.step()
             if ddp is not None:
@@ -416,7 +561,7 @@ class Trainer:
             for cb in self.on_epoch_end:
                 new_graph = cb(state)
                 if new_graph is not None:
-                    model, opt = _rewire(model, opt, new_graph, cfg)
+                    model, opt = _rewire(model, opt, new_graph, cfg, extra)
                     forward = prepare_model(model, accel) if ddp is None else ddp.wrap(model, accel)
                     # the schedule goes on where it was: a merge is no new training run
                     sched = _resume_scheduler(cfg, opt, sched)
@@ -432,6 +577,8 @@ class Trainer:
                 break
         if cfg.patience is not None and best[2] is not None:
             model.load_state_dict(best[2])
+        model.train_info = {"weighting": cfg.weighting,
+                            "weighting_kwargs": dict(cfg.weighting_kwargs)}
         return TrainResult(
             model=model,
             history=history,
@@ -441,20 +588,27 @@ class Trainer:
             seconds=time.perf_counter() - start,
             stopped_early=stopped_early,
             graphs=graphs,
+            weighting={"name": cfg.weighting, "kwargs": dict(cfg.weighting_kwargs),
+                       "weights": weighting.weights()},
         )
 
 
 def _rewire(
-    model: MultiTaskModel, opt: torch.optim.Optimizer, graph: SharingGraph, cfg: TrainConfig
+    model: MultiTaskModel, opt: torch.optim.Optimizer, graph: SharingGraph, cfg: TrainConfig,
+    extra: Sequence[torch.nn.Parameter] = (),
 ) -> tuple[MultiTaskModel, torch.optim.Optimizer]:
-    """Re-materialize ``graph`` keeping the weights and optimizer state of what remains."""
+    """Re-materialize ``graph`` keeping the weights and optimizer state of what remains (and
+    of the weighting's tensors ``extra``, which stay the same objects)."""
     device = next(model.parameters()).device
     new = materialize(graph, model.space, model.task_specs).to(device)
     old_state = model.state_dict()
     new_state = new.state_dict()
     kept = {k: v for k, v in old_state.items() if k in new_state and new_state[k].shape == v.shape}
     new.load_state_dict(kept, strict=False)
-    new_opt = make_optimizer(cfg, new.parameters())
+    new_opt = make_optimizer(cfg, _with_extra(new.parameters(), extra))
+    for p in extra:
+        if p in opt.state:
+            new_opt.state[p] = copy.deepcopy(opt.state[p])
     old_names = {id(p): n for n, p in model.named_parameters()}
     new_params = dict(new.named_parameters())
     for group in opt.param_groups:

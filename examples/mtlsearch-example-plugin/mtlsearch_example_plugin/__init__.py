@@ -1,12 +1,17 @@
-"""An example mtlsearch plugin: the ``split_last`` strategy.
+"""An example mtlsearch plugin: the ``split_last`` strategy and the ``inverse_initial_loss``
+weighting.
 
 ``split_last`` shares every block of the search space but the last ``k``; from block
 ``num_blocks - k`` on, each task has its own copy. ``k`` is sampled from the Optuna trial,
 so a study searches how late the network should branch. It is the classic "shared trunk,
 task-specific top layers" design, searched over the split point.
 
+``inverse_initial_loss`` weighs each task by one over its first training loss, so every task
+starts at loss 1 whatever its scale (a regression in metres next to a classification).
+
 The module is the plugin: mtlsearch finds it through the ``mtlsearch`` entry point declared
-in this package's ``pyproject.toml`` and calls its :func:`register_strategies` hook.
+in this package's ``pyproject.toml`` and calls its :func:`register_strategies` and
+:func:`register_weightings` hooks.
 
 Example (once the package is installed, ``mtlsearch.create_strategy("split_last")`` gives
 the same):
@@ -16,12 +21,21 @@ the same):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtlsearch import Proposal, Strategy, hookimpl
-from mtlsearch.hookspecs import StrategyRegistrar
+from torch import Tensor
 
-__all__ = ["SplitLast", "split_last_partitions", "register_strategies"]
+from mtlsearch import Proposal, Strategy, Weighting, hookimpl
+from mtlsearch.hookspecs import StrategyRegistrar, WeightingRegistrar
+
+__all__ = [
+    "InverseInitialLoss",
+    "SplitLast",
+    "register_strategies",
+    "register_weightings",
+    "split_last_partitions",
+]
 
 __version__ = "0.1.0"
 
@@ -86,3 +100,57 @@ def register_strategies(register: StrategyRegistrar) -> None:
     "split_last")``): one split to try keeps a test trial cheap.
     """
     register(SplitLast, tiny={"max_split": 1})
+
+
+class InverseInitialLoss(Weighting):
+    """Fixed weights ``1 / L_t(0)``: each task's first training loss fixes its weight.
+
+    The loss is ``Σ_t L_t / L_t(0)``, so every task starts at 1. A task's weight is set the
+    first time it is in a step (with one-task sampling, its first batch). The first losses
+    are each rank's own, so it does not say ``distributed = True``.
+
+    Args:
+        floor: Smallest first loss to divide by (a task that starts solved is not blown up).
+
+    Example:
+        >>> import torch
+        >>> w = InverseInitialLoss()
+        >>> w.setup(["a", "b"], device=torch.device("cpu"))
+        >>> float(w.combine({"a": torch.tensor(2.0), "b": torch.tensor(0.5)}, None))
+        2.0
+        >>> float(w.combine({"a": torch.tensor(1.0), "b": torch.tensor(0.5)}, None))
+        1.5
+    """
+
+    name = "inverse_initial_loss"
+    description = "fixed weights 1 / L_t(0): every task starts at loss 1"
+
+    def __init__(self, *, floor: float = 1e-3):
+        if not floor > 0:
+            raise ValueError(f"floor must be positive, got {floor}")
+        self.floor = float(floor)
+
+    def setup(self, tasks: Sequence[str], *, device: Any, seed: int = 0) -> None:
+        """Forget the first losses of an earlier training."""
+        super().setup(tasks, device=device, seed=seed)
+        self.initial: dict[str, float] = {}
+
+    def combine(self, losses: Mapping[str, Tensor], step: Any) -> Tensor:
+        """``Σ_t L_t / L_t(0)`` over the step's tasks."""
+        for task, loss in losses.items():
+            if task not in self.initial:  # one host sync per task, on its first step only
+                self.initial[task] = max(float(loss.detach()), self.floor)
+        return sum(loss / self.initial[task] for task, loss in losses.items())
+
+    def weights(self) -> dict[str, float]:
+        """``1 / L_t(0)`` of the tasks seen so far."""
+        return {t: 1.0 / v for t, v in self.initial.items()}
+
+
+@hookimpl
+def register_weightings(register: WeightingRegistrar) -> None:
+    """Contribute :class:`InverseInitialLoss` as ``inverse_initial_loss``.
+
+    ``tiny`` is what ``check_weighting("inverse_initial_loss")`` builds it with.
+    """
+    register("inverse_initial_loss", InverseInitialLoss, tiny={"floor": 0.01})

@@ -200,6 +200,10 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--compute", default=None,
                    help="start no trial once the study spent this much compute: training "
                         "MACs, or Nx = N hard-sharing trainings (default: --trials alone)")
+    s.add_argument("--weighting", default=None, metavar="NAME|auto|A,B",
+                   help="loss weighting: a registered name (fixed), 'auto' (sampled among "
+                        "all) or a comma list to sample from (default: equal; see "
+                        "`mtlsearch weightings`)")
     p.set_defaults(func=cmd_search)
 
     p = add("compare", "Run several strategies over several seeds and write a report.",
@@ -216,6 +220,10 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="searches run side by side in this many processes, same leaderboard "
                         "(default: the usable CPU cores, at most 8)")
+    p.add_argument("--weighting", default=None, metavar="NAME|auto|A,B",
+                   help="loss weighting: a registered name (fixed), 'auto' (sampled among "
+                        "all) or a comma list to sample from (default: equal; see "
+                        "`mtlsearch weightings`)")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--storage", default=None, help="Optuna storage (default sqlite:///OUT/compare.db)")
     p.add_argument("--strategy-arg", type=_kv, action="append", default=[],
@@ -228,7 +236,8 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     for name, what in (("strategies", "search strategies"), ("spaces", "search spaces"),
-                       ("datasets", "datasets")):
+                       ("datasets", "datasets"),
+                       ("weightings", "loss weightings and gradient aggregators")):
         p = add(name, f"List the registered {what}.", f"  mtlsearch {name}\n  mtlsearch {name} --json")
         _json_flag(p)
         p.set_defaults(func=cmd_list, what=name)
@@ -419,7 +428,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             study_name=args.study, objectives=args.objectives, pruner=args.pruner,
             dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
             strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
-            timeout=args.timeout, compute=args.compute,
+            timeout=args.timeout, compute=args.compute, weighting=args.weighting,
         )
     finally:
         if previous is not None:
@@ -465,7 +474,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
         strategy_kwargs=_per_strategy(args.strategy_arg), storage=args.storage,
         progress=not args.quiet and not args.json, show=not args.json,
-        workers=_workers(args.workers),
+        workers=_workers(args.workers), weighting=args.weighting,
     )
     if args.json:
         _print_json(board.to_dict())
@@ -484,6 +493,15 @@ def _listing(what: str) -> list[dict[str, Any]]:
         return [{"name": n, "description": getattr(reg.get(n), "description", "") or
                  first_line(reg.get(n)), "dynamic": reg.get(n).is_dynamic(),
                  "module": reg.get(n).__module__} for n in reg.names()]
+    if what == "weightings":
+        from mtlsearch.registry import weightings
+
+        reg = weightings()
+        return [{"name": n, "description": getattr(reg.get(n), "description", "") or
+                 first_line(reg.get(n)), "kind": "gradient" if reg.get(n).gradient else "loss",
+                 "one_task": not reg.get(n).all_tasks, "ddp": bool(reg.get(n).distributed),
+                 "missing": ", ".join(reg.get(n).missing()), "module": reg.get(n).__module__}
+                for n in reg.names()]
     reg = spaces() if what == "spaces" else datasets()
     return [{"name": n, "description": first_line(reg.get(n)),
              "module": getattr(reg.get(n), "__module__", "")} for n in reg.names()]

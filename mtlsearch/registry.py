@@ -60,7 +60,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: The core's own subcommands: a plugin's command may not take one of these names.
-BUILTIN_COMMANDS = frozenset({"search", "fail-stale", "compare", "strategies", "spaces", "datasets",
+BUILTIN_COMMANDS = frozenset({"search", "fail-stale", "weightings", "compare", "strategies", "spaces", "datasets",
                               "plugins", "show", "export", "predict"})
 
 

@@ -15,7 +15,7 @@ from mtlsearch.cli import build_parser, main
 TINY = ["--dataset", "synthetic", "--space", "mlp", "--dataset-arg", "n_tasks=3",
         "--dataset-arg", "n_samples=240", "--space-arg", "widths=[8,8]", "--epochs", "1"]
 COMMANDS = ["search", "compare", "strategies", "spaces", "datasets", "plugins", "show",
-            "export", "predict", "fail-stale"]
+            "export", "predict", "fail-stale", "weightings"]
 
 
 def _json(capsys) -> object:

@@ -4,7 +4,8 @@
 graph's plan); ``train`` is the one :class:`Trainer` every candidate goes through (task
 sampling, early stopping, dynamic re-wiring, callbacks); ``scoring`` evaluates per-task
 metrics and Δ_MTL; ``predict`` gives per-task predictions; ``compute`` meters what training
-costs; ``acceleration`` decides how training uses the device (bf16, channels-last, data
+costs; ``weighting`` holds the loss weightings and gradient aggregators the
+trainer calls every step (a plugin kind: ``register_weightings``); ``acceleration`` decides how training uses the device (bf16, channels-last, data
 placement, compile); ``distributed`` trains one candidate on every rank of a ``torchrun``
 job. It knows nothing of Optuna or of strategies. This subpackage imports ``tasks``, ``data``,
 ``graph`` and the base modules; strategies, pictures, export and studies import it.

@@ -51,7 +51,7 @@ _ST_DTYPES = {
 _CONVERTIBLE = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 _HEADER_ALLOWANCE = 4096  # bytes of a safetensors header beyond ~160 per tensor
 _TOP_FIELDS = {"format", "schema_version", "mtlsearch_version", "graph", "weights",
-               "input_shape", "metrics", "info", "onnx"}
+               "input_shape", "metrics", "info", "onnx", "training"}
 _SPEC_FIELDS = {"name", "kind", "num_classes", "out_dim", "weight", "options"}
 _MAX_DIM = 2**40  # a width or class count beyond this is never real
 
@@ -113,6 +113,11 @@ def load(
     _verify_onnx(record, folder)
     model = _materialize(graph, space, specs, folder)
     _load_state(model, state)
+    training = record.get("training") or {}
+    if not isinstance(training, dict):
+        raise ExportError(f"{folder / ARCHITECTURE_FILE}: 'training' must be an object, got "
+                          f"{type(training).__name__}; the file was edited: export the model again")
+    model.train_info = dict(training)  # how it was trained (the loss weighting), for the record
     return model.to(device).eval()
 
 

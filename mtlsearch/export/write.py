@@ -100,6 +100,8 @@ def export_model(
             "input_shape": list(model.space.input_shape),
             "metrics": _jsonable(metrics or {}, "metrics"),
             "info": _jsonable(info or {}, "info", strict=False),
+            "training": _jsonable(dict(getattr(model, "train_info", None) or {}), "training",
+                                  strict=False),
         }
         graph.write_graphml(tmp / GRAPHML_FILE)
         if picture:

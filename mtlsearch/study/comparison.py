@@ -37,6 +37,7 @@ from mtlsearch.stats import mean_std as _mean_std
 from mtlsearch.strategy.context import ResultCache
 from mtlsearch.study.runner import search
 from mtlsearch.study.trials import best_trial, complete_trials
+from mtlsearch.study.weighting_search import requested_weightings
 
 __all__ = [
     "Leaderboard",
@@ -258,6 +259,7 @@ def compare(
     show: bool = True,
     console: Console | None = None,
     workers: int = 1,
+    weighting: str | Sequence[str] | None = None,
 ) -> Leaderboard:
     """Run every strategy on every seed, rank them and write a report to ``out``.
 
@@ -281,6 +283,8 @@ def compare(
         workers: Processes running the (strategy, seed) searches side by side; the
             leaderboard is the same as with one (every search depends on its seed only).
             Strategies must be registered through entry points (a worker is a fresh process).
+        weighting: The loss weighting of every search (see :func:`~mtlsearch.study.search`):
+            ``None`` keeps the budget's, a name fixes one, ``"auto"`` or a list samples it.
 
     Returns:
         The :class:`Leaderboard`; the folder holds ``report.md``, ``leaderboard.json``,
@@ -315,6 +319,9 @@ def compare(
         "compute": compute, "compute_macs": compute_macs, "compute_unit_macs": unit,
         "task_metric": metric_names.pop() if len(metric_names) == 1 else "primary metric",
     }
+    requested = requested_weightings(weighting)
+    if requested is not None:
+        settings["weighting"] = requested
     key = {k: settings[k] for k in ("dataset", "dataset_kwargs", "space", "space_kwargs",
                                     "budget", "objectives")}
     jobs = []
@@ -323,13 +330,15 @@ def compare(
             given = strategy_kwargs or {}
             kwargs = dict(given[name] if name in given else quick_settings(name))
             study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs,
-                                                  **({"compute": compute_macs} if compute_macs else {})})
+                                                  **({"compute": compute_macs} if compute_macs else {}),
+                                                  **({"weighting": requested} if requested else {})})
             jobs.append(dict(strategy=name, dataset=dataset, dataset_kwargs=dict(dataset_kwargs or {}),
                              space=space, budget=budget, seed=seed, storage=storage,
                              study_name=study_name, objectives=list(objectives), pruner=pruner,
                              space_kwargs=space_kwargs, strategy_kwargs=kwargs,
                              out=str(out / "runs" / f"{name}-seed{seed}"),
-                             cache=str(out / "cache"), trials=trials, compute=compute_macs))
+                             cache=str(out / "cache"), trials=trials, compute=compute_macs,
+                             weighting=requested))
     workers = max(1, min(int(workers), len(jobs)))
     settings["workers"] = workers
     if workers == 1:

@@ -76,6 +76,7 @@ from mtlsearch.study.trials import (
     trials_table,
     weights_path,
 )
+from mtlsearch.study.weighting_search import requested_weightings, sample_weighting
 
 __all__ = ["PRUNERS", "OutOfSpaceError", "SearchResult", "make_pruner", "search",
            "spent_compute"]
@@ -84,7 +85,7 @@ log = logging.getLogger(__name__)
 
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 _COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_fingerprint",
-             "space", "space_kwargs", "budget", "seed", "objectives")
+             "space", "space_kwargs", "budget", "seed", "objectives", "weighting")
 
 
 # --------------------------------------------------------------------------- storage
@@ -226,6 +227,7 @@ def _setup(
     space_kwargs: Mapping[str, Any] | None,
     strategy_kwargs: Mapping[str, Any] | None,
     cache: ResultCache,
+    weighting: str | Sequence[str] | None = None,
 ) -> _Setup:
     """Resolve names to objects and record them (as JSON) for the study."""
     if isinstance(dataset, str):
@@ -261,6 +263,9 @@ def _setup(
         "objectives": list(objectives),
         "version": __version__,
     })
+    requested = requested_weightings(weighting)
+    if requested is not None:  # absent when not asked for: older studies resume unchanged
+        settings["weighting"] = requested
     ctx = SearchContext(data=data, space=space_obj, budget=budget, seed=seed, cache=cache)
     return _Setup(settings, strategy_obj, ctx)
 
@@ -357,6 +362,7 @@ def search(
     timeout: float | None = None,
     cache: ResultCache | str | Path | None = None,
     compute: float | str | None = None,
+    weighting: str | Sequence[str] | None = None,
 ) -> SearchResult:
     """Search sharing architectures with an Optuna study (created, or resumed if it exists).
 
@@ -384,6 +390,10 @@ def search(
         compute: A compute budget in training MACs (:mod:`mtlsearch.engine.compute`), or ``"Nx"``
             for N trainings of a hard-sharing network with ``budget``: no new trial starts
             once the study's trials together spent this much (``trials`` stays the cap). Every trial records what it spent in its ``compute`` user attribute.
+        weighting: How the task losses are weighed: ``None`` (the budget's
+            ``TrainConfig.weighting``), a registered name (fixed), ``"auto"`` or a list /
+            ``"a,b"`` to sample the weighting and its hyper-parameters with the architecture
+            (docs/weighting.md).
 
     Returns:
         A :class:`SearchResult`.
@@ -410,14 +420,15 @@ def search(
     with quiet_optuna(progress), torchrun_session(budget.device if budget else None) as ranks:
         return _search(strategy, dataset, space, trials, budget, seed, storage, study_name,
                        objectives, pruner, dataset_kwargs, space_kwargs, strategy_kwargs, out,
-                       progress, timeout, cache, ranks, compute)
+                       progress, timeout, cache, ranks, compute, weighting)
 
 
 def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, seed: int,
             storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
             dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
             progress: bool, timeout: float | None, cache: Any,
-            ranks: Any = None, compute: float | str | None = None) -> SearchResult:
+            ranks: Any = None, compute: float | str | None = None,
+            weighting: str | Sequence[str] | None = None) -> SearchResult:
     from mtlsearch.study.progress import SearchProgress
 
     objectives = _check_objectives(objectives)
@@ -427,7 +438,7 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
         folder = cache if cache is not None else (Path(out) / "cache" if out else None)
         cache = ResultCache(folder)
     setup = _setup(strategy, dataset, space, budget, seed, objectives, dataset_kwargs,
-                   space_kwargs, strategy_kwargs, cache)
+                   space_kwargs, strategy_kwargs, cache, weighting)
     settings, ctx = setup.settings, setup.ctx
     unit = compute_unit(ctx.data, ctx.space, ctx.budget) if isinstance(compute, str) else 0.0
     compute = parse_compute(compute, unit)
@@ -607,6 +618,14 @@ class _Runner:
                 spent.add(self.pending)
                 self.pending = Compute()
                 proposal = setup.strategy.propose(trial, setup.ctx)
+                chosen = sample_weighting(  # fixed, or sampled with the architecture
+                    trial, setup.settings.get("weighting"),
+                    task_sampling=proposal.train_overrides.get(
+                        "task_sampling", setup.ctx.budget.task_sampling),
+                    distributed=setup.ctx.distributed is not None)
+                proposal.train_overrides = {**proposal.train_overrides, **chosen.overrides}
+                for key, value in chosen.facts.items():
+                    trial.set_user_attr(key, value)
                 epochs = int(proposal.train_overrides.get("epochs", setup.ctx.budget.epochs))
                 trial.set_user_attr("train_overrides", _jsonable(proposal.train_overrides))
                 self.display.trial_started(trial.number, epochs)

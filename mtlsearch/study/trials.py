@@ -277,12 +277,23 @@ def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | Non
                 torch.manual_seed(ctx.seed)
                 model = materialize(graph, ctx.space, ctx.tasks)
             model.load_state_dict(state)
+            overrides = info.user_attrs.get("train_overrides") or {}
+            model.train_info = {  # how it was trained, as the trainer records it
+                "weighting": overrides.get("weighting", ctx.budget.weighting),
+                "weighting_kwargs": dict(overrides.get("weighting_kwargs",
+                                                       ctx.budget.weighting_kwargs))}
             return model.eval()
     log.info("no kept weights for trial %d: retraining it", info.number)
     strategy = create_strategy(info.settings["strategy"], **info.settings["strategy_kwargs"])
     seed_everything(derive_seed(ctx.seed, "trial", info.number))
     fixed = optuna.trial.FixedTrial(info.params, number=info.number)
     proposal = strategy.propose(fixed, ctx)
+    from mtlsearch.study.weighting_search import sample_weighting
+
+    chosen = sample_weighting(fixed, info.settings.get("weighting"),  # the recorded choice
+                              task_sampling=proposal.train_overrides.get(
+                                  "task_sampling", ctx.budget.task_sampling))
+    proposal.train_overrides = {**proposal.train_overrides, **chosen.overrides}
     result = evaluate_proposal(proposal, ctx, strategy=strategy, trial=None)
     return result.model.eval()
 

@@ -46,7 +46,7 @@ _FORMAT = "mtlsearch.sharing_graph"
 # and per task (a module each), so these keep load() of a hostile file to seconds
 # (docs/reliability.md, "Round II"). Real networks have tens of blocks and a few thousand nodes.
 MAX_BLOCKS = 256  # block indices (the depth of the search space: real ones have 5 to 50)
-MAX_BLOCK_NODES = 4_096  # block instances, all depths together
+MAX_BLOCK_NODES = 8_192  # block instances, all depths together (CUB: 312 tasks x 17 = 5 304)
 MAX_TASKS = 2_000
 MAX_GRAPH_BYTES = 50 * 1024 * 1024  # a graph is kilobytes; refuse to read a huge file
 

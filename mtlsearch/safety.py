@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 from mtlsearch.errors import UnsafeInputError
 
-__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "MAX_NPZ_MEMBERS", "MAX_INFLATE_RATIO",
+__all__ = ["MAX_JSON_BYTES", "MAX_DEPTH", "is_json_int", "MAX_NPZ_MEMBERS", "MAX_INFLATE_RATIO",
            "INFLATE_FLOOR_BYTES", "load_json_text", "read_json", "check_depth", "read_graphml",
            "open_regular_file", "read_regular_file", "NpzMember", "NpzReader"]
 
@@ -43,6 +43,11 @@ MAX_NPZ_MEMBERS = 10_000  # arrays in one .npz (a dataset has one per task, plus
 MAX_INFLATE_RATIO = 100
 INFLATE_FLOOR_BYTES = 256 * 2**20
 _NPY_MAGIC = b"\x93NUMPY"
+
+
+def is_json_int(value: Any) -> bool:
+    """An integer of JSON: not a boolean (``true`` is an ``int`` in Python), not a float."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_depth(value: Any, *, what: str, max_depth: int = MAX_DEPTH) -> None:

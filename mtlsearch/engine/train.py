@@ -51,6 +51,7 @@ __all__ = [
     "seed_everything",
     "task_losses",
     "make_optimizer",
+    "train_info",
     "frozen_gc",
 ]
 
@@ -355,6 +356,11 @@ def _plain_sum(losses: dict[str, Tensor]) -> Tensor:
     return torch.stack([v.detach() for v in losses.values()]).sum()
 
 
+def train_info(config: TrainConfig) -> dict[str, Any]:
+    """What a trained model records of how it was trained (its export's ``training``)."""
+    return {"weighting": config.weighting, "weighting_kwargs": dict(config.weighting_kwargs)}
+
+
 def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     """The optimizer ``config`` names (``adam``, ``adamw`` or ``sgd``) over ``params``."""
     if config.optimizer == "sgd":
@@ -577,8 +583,7 @@ class Trainer:
                 break
         if cfg.patience is not None and best[2] is not None:
             model.load_state_dict(best[2])
-        model.train_info = {"weighting": cfg.weighting,
-                            "weighting_kwargs": dict(cfg.weighting_kwargs)}
+        model.train_info = train_info(cfg)
         return TrainResult(
             model=model,
             history=history,

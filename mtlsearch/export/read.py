@@ -37,6 +37,7 @@ from mtlsearch.export.format import (
 )
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.graph.space import SearchSpace
+from mtlsearch.safety import is_json_int
 from mtlsearch.tasks.kinds import TaskSpec
 from mtlsearch.tasks.names import check_task_name, name_key
 
@@ -103,7 +104,7 @@ def load(
         ) from None
     recorded = record.get("input_shape")
     if recorded is not None and (not isinstance(recorded, list) or not all(
-        _is_int(n) for n in recorded
+        is_json_int(n) for n in recorded
     ) or recorded != list(space.input_shape)):
         raise ExportError(
             f"{folder / ARCHITECTURE_FILE}: input_shape {recorded!r} is not the search space's "
@@ -170,7 +171,7 @@ def read_architecture(folder: str | Path) -> dict[str, Any]:
             f"{path} is not an mtlsearch export (format {found!r}, expected {EXPORT_FORMAT!r})"
         )
     version = record.get("schema_version")
-    if not _is_int(version) or version < 1:
+    if not is_json_int(version) or version < 1:
         raise ExportError(f"{path}: schema_version must be a positive integer, got {version!r}")
     if version > EXPORT_SCHEMA_VERSION:
         raise ExportError(
@@ -183,9 +184,6 @@ def read_architecture(folder: str | Path) -> dict[str, Any]:
                           "another program: export the model again")
     return record
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _graph_from_record(record: dict[str, Any], folder: Path) -> SharingGraph:
@@ -271,10 +269,10 @@ def _spec_problem(spec: Any) -> str | None:
     if not isinstance(spec.get("kind", "binary"), str):
         return f"task {spec['name']!r}: 'kind' must be a string"
     classes = spec.get("num_classes")
-    if classes is not None and (not _is_int(classes) or not 2 <= classes <= _MAX_DIM):
+    if classes is not None and (not is_json_int(classes) or not 2 <= classes <= _MAX_DIM):
         return f"task {spec['name']!r}: 'num_classes' must be an integer >= 2, got {classes!r}"
     out_dim = spec.get("out_dim", 1)
-    if not _is_int(out_dim) or not 1 <= out_dim <= _MAX_DIM:
+    if not is_json_int(out_dim) or not 1 <= out_dim <= _MAX_DIM:
         return f"task {spec['name']!r}: 'out_dim' must be a positive integer, got {out_dim!r}"
     weight = spec.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(
@@ -362,7 +360,7 @@ def _check_recorded_shapes(
         return
     where = folder / ARCHITECTURE_FILE
     if not isinstance(tensors, dict) or not all(
-        isinstance(v, list) and all(_is_int(n) and n >= 0 for n in v) for v in tensors.values()
+        isinstance(v, list) and all(is_json_int(n) and n >= 0 for n in v) for v in tensors.values()
     ):
         raise ExportError(f"{where}: weights.tensors must map tensor names to shapes (lists of "
                           "non-negative integers)")

@@ -30,6 +30,7 @@ import networkx as nx
 import numpy as np
 
 from mtlsearch.errors import GraphError, TaskError
+from mtlsearch.safety import is_json_int
 from mtlsearch.tasks.names import check_task_names, display_name, name_key, name_problem
 
 __all__ = ["SharingGraph", "RouteStep", "SCHEMA_VERSION", "INPUT", "TASK_NORMS", "MAX_BLOCKS",
@@ -532,7 +533,7 @@ class SharingGraph:
         if data.get("format") != _FORMAT:
             raise GraphError(f"field 'format' must be {_FORMAT!r}, got {data.get('format')!r}")
         version = data.get("schema_version")
-        if not _is_int(version) or version < 1:
+        if not is_json_int(version) or version < 1:
             raise GraphError(f"field 'schema_version' must be a positive integer, got {version!r}")
         if version > SCHEMA_VERSION:
             raise GraphError(
@@ -558,7 +559,7 @@ class SharingGraph:
         ):
             raise GraphError("every entry of field 'task_specs' must be an object")
         blocks = data.get("num_blocks")
-        if not _is_int(blocks) or not 0 < blocks <= (MAX_BLOCKS if limits else blocks):
+        if not is_json_int(blocks) or not 0 < blocks <= (MAX_BLOCKS if limits else blocks):
             raise GraphError(f"field 'num_blocks' must be an integer in 1..{MAX_BLOCKS}, got "
                              f"{blocks!r}")
         task_norm = data.get("task_norm", "shared")
@@ -610,7 +611,7 @@ class SharingGraph:
                 raise GraphError(f"node {node!r} of kind {kind!r} does not match the task list")
             return
         index = item.get("index")
-        if not _is_int(index):
+        if not is_json_int(index):
             raise GraphError(f"node {node!r}: 'index' must be an integer, got {index!r}")
         self.add_block(index, node)
         masks, skips = item.get("masks", {}), item.get("skips", [])
@@ -750,10 +751,6 @@ _NODE_FIELDS = {"input": {"id", "kind"}, "head": {"id", "kind", "task"},
                 "block": {"id", "kind", "index", "masks", "skips"}}
 _EDGE_FIELDS = {"source", "target", "tasks"}
 
-
-def _is_int(value: Any) -> bool:
-    """An integer of JSON: not a boolean (``true`` is an ``int`` in Python), not a float."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _no_unknown_fields(item: Mapping[str, Any], known: set[str], where: str) -> None:

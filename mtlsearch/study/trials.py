@@ -23,7 +23,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.data.dataset import DatasetSplits
-from mtlsearch.engine.train import TrainConfig, seed_everything
+from mtlsearch.engine.train import TrainConfig, seed_everything, train_info
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.registry import create_space, create_strategy, load_dataset
@@ -278,10 +278,8 @@ def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | Non
                 model = materialize(graph, ctx.space, ctx.tasks)
             model.load_state_dict(state)
             overrides = info.user_attrs.get("train_overrides") or {}
-            model.train_info = {  # how it was trained, as the trainer records it
-                "weighting": overrides.get("weighting", ctx.budget.weighting),
-                "weighting_kwargs": dict(overrides.get("weighting_kwargs",
-                                                       ctx.budget.weighting_kwargs))}
+            model.train_info = train_info(ctx.budget.replace(**{  # as the trainer records it
+                k: overrides[k] for k in ("weighting", "weighting_kwargs") if k in overrides}))
             return model.eval()
     log.info("no kept weights for trial %d: retraining it", info.number)
     strategy = create_strategy(info.settings["strategy"], **info.settings["strategy_kwargs"])

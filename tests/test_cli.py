@@ -181,7 +181,7 @@ def test_compare_strategy_args_are_per_strategy():
     import pytest
 
     from mtlsearch import MTLSearchError
-    from mtlsearch.cli import _per_strategy
+    from mtlsearch.cli.search_commands import per_strategy as _per_strategy
 
     assert _per_strategy([("affinity_tree.estimator", "full"), ("affinity_tree.search", "beam")]) == {
         "affinity_tree": {"estimator": "full", "search": "beam"}
@@ -191,7 +191,8 @@ def test_compare_strategy_args_are_per_strategy():
 
 
 def test_gpu_training_flags_reach_the_training_settings():
-    from mtlsearch.cli import _budget, build_parser
+    from mtlsearch.cli import build_parser
+    from mtlsearch.cli.options import train_config as _budget
 
     args = build_parser().parse_args(["search", "--compile", "--no-amp", "--no-channels-last"])
     cfg = _budget(args, 1)

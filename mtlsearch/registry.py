@@ -359,11 +359,29 @@ def list_spaces(pattern: str | None = None) -> list[str]:
     return spaces().names(pattern)
 
 
+def _split_source(name: str) -> tuple[str, tuple[str, ...]]:
+    """``"npz:data/train.npz"`` -> ``("npz", ("data/train.npz",))``; a plain name -> no argument.
+
+    A ``NAME:ARG`` name picks the registered entry ``NAME`` and hands it ``ARG`` as its first
+    argument (a file for ``npz:``/``csv:``/``folder:``, a model for ``timm:``), so one option
+    (``--dataset``, ``--space``) names both the kind of source and which one.
+    """
+    prefix, colon, argument = name.partition(":")
+    if colon and prefix and argument:
+        return prefix, (argument,)
+    return name, ()
+
+
 def create_space(name: str, **kwargs: Any) -> Any:
-    """Build the search space ``name``; ``kwargs`` go to its factory (e.g. ``input_shape``)."""
-    factory = spaces().get(name)
+    """Build the search space ``name``; ``kwargs`` go to its factory (e.g. ``input_shape``).
+
+    ``NAME:ARG`` builds the space ``NAME`` with ``ARG`` as its first argument
+    (``"timm:resnet18"``).
+    """
+    registered, args = _split_source(name)
+    factory = spaces().get(registered)
     try:
-        return factory(**kwargs)
+        return factory(*args, **kwargs)
     except TypeError as exc:
         raise MTLSearchError(f"search space {name!r} cannot take these arguments: {exc}") from None
 
@@ -374,10 +392,15 @@ def list_datasets(pattern: str | None = None) -> list[str]:
 
 
 def load_dataset(name: str, **kwargs: Any) -> Any:
-    """Load the dataset ``name`` as :class:`~mtlsearch.data.dataset.DatasetSplits`."""
-    loader = datasets().get(name)
+    """Load the dataset ``name`` as :class:`~mtlsearch.data.dataset.DatasetSplits`.
+
+    ``NAME:ARG`` loads the dataset ``NAME`` with ``ARG`` as its first argument
+    (``"npz:data/train.npz"``, ``"folder:images/"``).
+    """
+    registered, args = _split_source(name)
+    loader = datasets().get(registered)
     try:
-        return loader(**kwargs)
+        return loader(*args, **kwargs)
     except TypeError as exc:
         raise MTLSearchError(f"dataset {name!r} cannot take these arguments: {exc}") from None
 

@@ -380,3 +380,21 @@ def test_a_weighting_registered_twice_names_both(fresh_plugins):
     with pytest.raises(MTLSearchError, match="weighting 'uw' is registered twice"):
         list_weightings()
     unregister_plugin("clash")
+
+
+def test_name_with_argument_hands_the_argument_to_the_registered_entry():
+    """``NAME:ARG`` picks ``NAME`` and passes ``ARG`` first; a plain name passes nothing."""
+    from mtlsearch.registry import _split_source
+
+    assert _split_source("npz:data/train.npz") == ("npz", ("data/train.npz",))
+    assert _split_source("folder:/abs/dir:with:colons") == ("folder", ("/abs/dir:with:colons",))
+    assert _split_source("synthetic") == ("synthetic", ())
+    assert _split_source("odd:") == ("odd:", ())  # nothing after the colon: a plain name
+
+
+def test_unknown_source_prefix_lists_the_known_datasets():
+    from mtlsearch.errors import MTLSearchError
+    from mtlsearch.registry import load_dataset
+
+    with pytest.raises(MTLSearchError, match=r"unknown dataset 'nosuch'.*synthetic"):
+        load_dataset("nosuch:file.npz")

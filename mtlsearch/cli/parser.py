@@ -8,10 +8,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from mtlsearch.cli.export_command import add_export
 from mtlsearch.cli.listing import add_listings
-from mtlsearch.cli.model_commands import add_export, add_predict
 from mtlsearch.cli.options import common_options, formatter
 from mtlsearch.cli.plugin_commands import add_plugin_commands
+from mtlsearch.cli.predict_command import add_predict
 from mtlsearch.cli.search_commands import add_compare, add_search
 from mtlsearch.cli.study_commands import add_fail_stale, add_show
 from mtlsearch.errors import MTLSearchError

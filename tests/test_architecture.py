@@ -214,3 +214,21 @@ def test_architecture_md_shows_every_module(layer):
             assert f"{rel.parts[0]}/" in documented, f"{layer}/{rel.parts[0]}/ is not in the tree"
         elif path.name != "__init__.py":
             assert path.name in documented, f"mtlsearch/{layer}/{path.name} is not in the tree"
+
+
+# ------------------------------------------------------ every package is in pyproject's list
+def test_pyproject_lists_every_package():
+    """setuptools installs only the listed packages: a new folder left out is missing from a
+    wheel although an editable install imports it."""
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    for name, folder in config["package-dir"].items():
+        for init in sorted((root / folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(root / folder).parts
+            if "__pycache__" in rel:
+                continue
+            package = ".".join([name, *rel])
+            assert package in listed, f"{package} ({init.parent}) is not in pyproject's packages"

@@ -59,8 +59,10 @@ from mtlsearch.strategy.pipeline import evaluate_proposal
 
 if __package__:  # imported as benchmarks.bench_weighting, or run with python -m
     from .common import json_ready, machine_info
+    from .render.weighting import results_markdown, steps_markdown
 else:  # run as a file: its folder is first on the path
     from common import json_ready, machine_info
+    from render.weighting import results_markdown, steps_markdown
 
 #: Input shape and timed steps per ``--steps`` of each space (an mlp step is short: more of them).
 SPACES = {"mlp": ((32,), 4), "small_cnn": ((1, 12, 24), 1)}
@@ -71,6 +73,12 @@ DATASETS = {
     "synthetic": ("synthetic", "mlp", {"group_sizes": [4, 4, 4], "relatedness": 0.9,
                                       "between": 0.0, "n_samples": 2000}),
 }
+
+
+def method_kinds() -> dict[str, str]:
+    """Each registered weighting's kind: ``loss`` (weights the losses) or ``gradient``."""
+    return {n: "gradient" if get_weighting_class(n).gradient else "loss"
+            for n in list_weightings()}
 
 
 def _methods(names: list[str] | None) -> list[str]:
@@ -141,25 +149,6 @@ def run_steps(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def steps_markdown(report: dict[str, Any]) -> str:
-    """The step-time table (ratios over equal, growth with the number of tasks)."""
-    counts = [str(t) for t in report["tasks"]]
-    lines = []
-    for space, r in report["spaces"].items():
-        equal = ", ".join(f"{r['by_tasks'][c]['equal_ms']:.1f} ms at {c} tasks" for c in counts)
-        lines += [f"**{space}** (equal: {equal})", "",
-                  "| method | " + " | ".join(f"× equal, {c} tasks" for c in counts)
-                  + f" | step {counts[-1]} / {counts[0]} tasks | log-log slope |",
-                  "|---|" + "---:|" * (len(counts) + 2)]
-        for m in report["methods"]:
-            ratios = " | ".join(f"{r['by_tasks'][c]['ratio'][m]:.2f}" for c in counts)
-            slope = r["slope"][m]
-            lines.append(f"| {m} | {ratios} | {r['growth'][m]:.1f} | "
-                         f"{'-' if slope is None else f'{slope:.2f}'} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------- results
 def run_results(args: argparse.Namespace) -> dict[str, Any]:
     """Δ_MTL of hard sharing trained with each method, per dataset and seed."""
@@ -183,16 +172,7 @@ def run_results(args: argparse.Namespace) -> dict[str, Any]:
                 runs[m][seed] = {"val": result.delta_mtl, "test": result.delta_mtl_test,
                                  "seconds": time.perf_counter() - start}
             print(f"{key} seed {seed} done", flush=True)
-        rows = {}
-        for m in methods:
-            test = {s: v["test"] for s, v in runs[m].items()}
-            rows[m] = {
-                "val": mean_std([v["val"] for v in runs[m].values()]),
-                "test": mean_std(list(test.values())),
-                "seconds": statistics.fmean(v["seconds"] for v in runs[m].values()),
-                "vs_equal": paired_difference(test, {s: v["test"] for s, v in
-                                                     runs["equal"].items()}).to_dict(),
-            }
+        rows = _rows(runs, methods)
         out["datasets"][key] = {"dataset": dataset, "space": space_name, "kwargs": kwargs,
                                 "tasks": len(data.tasks), "rows": rows,
                                 "runs": {m: {str(s): v for s, v in r.items()}
@@ -200,25 +180,74 @@ def run_results(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def results_markdown(report: dict[str, Any]) -> str:
-    """One table per dataset: Δ_MTL mean ± std, paired test difference against equal."""
-    lines = []
-    for key, d in report["datasets"].items():
-        lines += [f"**{key}** (`{d['dataset']}` {d['kwargs']}, {d['tasks']} tasks, "
-                  f"`{d['space']}`, hard sharing)", "",
-                  "| method | Δ_MTL val % | Δ_MTL test % | test − equal (paired, wins) | "
-                  "train s |", "|---|---:|---:|---:|---:|"]
-        ranked = sorted(d["rows"].items(), key=lambda kv: -kv[1]["val"][0])
-        for m, r in ranked:
-            pair = r["vs_equal"]
-            diff = "-" if m == "equal" else (
-                f"{pair['mean']:+.2f} ± {pair['std']:.2f} ({pair['wins']}/{pair['n']})"
-                + (" *" if pair["beyond_noise"] else ""))
-            lines.append(f"| {m} | {r['val'][0]:+.2f} ± {r['val'][1]:.2f} | "
-                         f"{r['test'][0]:+.2f} ± {r['test'][1]:.2f} | {diff} | "
-                         f"{r['seconds']:.1f} |")
-        lines.append("")
-    return "\n".join(lines)
+# ------------------------------------------------------------------------ the best tree
+def _best_tree(dataset: str, space_name: str, kwargs: dict[str, Any], seed: int,
+               args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The validation-best graph of an architecture-only search of the default strategy at
+    ``--compute`` (equal weighting), and that trial's summary."""
+    import mtlsearch
+
+    result = mtlsearch.search(
+        dataset=dataset, dataset_kwargs=kwargs, space=space_name, seed=seed,
+        trials=args.trials, compute=args.compute, progress=False, pruner="none",
+        objectives=("delta_mtl",), budget=TrainConfig(**COMPARE_BUDGET))
+    best = result.best()
+    return best.user_attrs["graph"], {"trial": best.number, "strategy": result.settings["strategy"],
+                                      "val": best.user_attrs["delta_mtl"],
+                                      "test": best.user_attrs["delta_mtl_test"]}
+
+
+def run_tree(args: argparse.Namespace) -> dict[str, Any]:
+    """Δ_MTL of the best tree an architecture-only search found, retrained with each method.
+
+    Per seed: the default strategy searches at ``--compute`` with equal weighting; its
+    validation-best graph is then trained from scratch with every method (the same seed, so
+    ``equal`` reproduces the search's own training) and scored against the single-task
+    networks of the same seed.
+    """
+    torch.set_num_threads(1)
+    methods = _methods(args.methods)
+    out: dict[str, Any] = {"budget": COMPARE_BUDGET, "seeds": args.seeds, "methods": methods,
+                           "compute": args.compute, "trials": args.trials, "datasets": {}}
+    for key, (dataset, space_name, kwargs) in DATASETS.items():
+        runs: dict[str, dict[int, dict[str, float]]] = {m: {} for m in methods}
+        trees: dict[str, Any] = {}
+        for seed in args.seeds:
+            graph, found = _best_tree(dataset, space_name, kwargs, seed, args)
+            data = load_dataset(dataset, seed=seed, **kwargs)
+            space = create_space(space_name, input_shape=data.input_shape)
+            ctx = SearchContext(data=data, space=space, seed=seed,
+                                budget=TrainConfig(**COMPARE_BUDGET, device="cpu"))
+            tree = SharingGraph.from_dict(graph)
+            found["branches_per_depth"] = tree.branches_per_depth()
+            trees[str(seed)] = found
+            for m in methods:
+                start = time.perf_counter()
+                result = evaluate_proposal(Proposal(tree, train_overrides={"weighting": m}), ctx)
+                runs[m][seed] = {"val": result.delta_mtl, "test": result.delta_mtl_test,
+                                 "seconds": time.perf_counter() - start}
+            print(f"{key} seed {seed}: tree {found['branches_per_depth']} done", flush=True)
+        out["datasets"][key] = {"dataset": dataset, "space": space_name, "kwargs": kwargs,
+                                "tasks": len(data.tasks), "trees": trees,
+                                "rows": _rows(runs, methods),
+                                "runs": {m: {str(s): v for s, v in r.items()}
+                                         for m, r in runs.items()}}
+    return out
+
+
+def _rows(runs: dict[str, dict[int, dict[str, float]]], methods: list[str]) -> dict[str, Any]:
+    """Per method: Δ_MTL mean ± std over the seeds, and test paired per seed with equal."""
+    rows = {}
+    for m in methods:
+        test = {s: v["test"] for s, v in runs[m].items()}
+        rows[m] = {
+            "val": mean_std([v["val"] for v in runs[m].values()]),
+            "test": mean_std(list(test.values())),
+            "seconds": statistics.fmean(v["seconds"] for v in runs[m].values()),
+            "vs_equal": paired_difference(test, {s: v["test"] for s, v in
+                                                 runs["equal"].items()}).to_dict(),
+        }
+    return rows
 
 
 # -------------------------------------------------------------------------- joint search
@@ -256,9 +285,11 @@ def run_joint(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (run_all.py's declaration is checked against them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", nargs="?", choices=["steps", "results", "all"], default="all")
+    parser.add_argument("part", nargs="?", choices=["steps", "results", "tree", "all"],
+                        default="all")
     parser.add_argument("--joint", action="store_true",
                         help="the joint search against architecture-only (needs the runner's "
                              "weighting= argument)")
@@ -268,14 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=None, help="default: all that run here")
-    parser.add_argument("--trials", type=int, default=12, help="--joint: most trials per search")
-    parser.add_argument("--compute", default="6x", help="--joint: compute per search")
+    parser.add_argument("--trials", type=int, default=12, help="--joint, tree: most trials per search")
+    parser.add_argument("--compute", default="6x", help="--joint, tree: compute per search")
     parser.add_argument("--json", default=None, help="write every number to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.getLogger("mtlsearch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*not DPP.*")  # cvxpy, inside Nash-MTL
     started = time.process_time()
-    report: dict[str, Any] = {"machine": machine_info("cpu"),
+    report: dict[str, Any] = {"machine": machine_info("cpu"), "kinds": method_kinds(),
                               "command": "python benchmarks/bench_weighting.py "
                                          + " ".join(sys.argv[1:] if argv is None else argv)}
     if args.joint:
@@ -283,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.part in ("steps", "all"):
             report["steps"] = run_steps(args)
-            print(steps_markdown(report["steps"]))
+            print(steps_markdown(report["steps"], report["kinds"]))
         if args.part in ("results", "all"):
             report["results"] = run_results(args)
             print(results_markdown(report["results"]))
+        if args.part in ("tree", "all"):
+            report["tree"] = run_tree(args)
+            print(results_markdown(report["tree"], "the best tree found"))
     report["cpu_seconds"] = time.process_time() - started
     print(f"CPU time: {report['cpu_seconds']:.0f} s")
     if args.json:

@@ -34,6 +34,8 @@ dense       results  bench_dense.py --quick (docs/results.md, dense prediction; 
                      recorded 3-seed run)
 quality     results  bench_search_quality.py --quick (docs/results.md, search quality; under
                      the recorded 5-seed run)
+weighting   g        bench_weighting.py steps (loss weighting step time; docs/results.md's
+                     loss-weighting section renders the recorded 3-seed runs)
 ==========  =======  ====================================================================
 """
 
@@ -55,13 +57,35 @@ from typing import Any
 if __package__:  # imported as benchmarks.run_all (the tests), or run with python -m
     from . import bench_results
     from .common import machine_info
-    from .render import affinity, dense, engine, gpu, merge, pages, quality, results, routing
+    from .render import (
+        affinity,
+        dense,
+        engine,
+        gpu,
+        merge,
+        pages,
+        quality,
+        results,
+        routing,
+        weighting,
+    )
     from .render import search as search_cost
     from .render.markup import Section, demote_headings, not_generated
 else:  # run as a file (python benchmarks/run_all.py): its folder is first on the path
     import bench_results
     from common import machine_info
-    from render import affinity, dense, engine, gpu, merge, pages, quality, results, routing
+    from render import (
+        affinity,
+        dense,
+        engine,
+        gpu,
+        merge,
+        pages,
+        quality,
+        results,
+        routing,
+        weighting,
+    )
     from render import search as search_cost
     from render.markup import Section, demote_headings, not_generated
 
@@ -71,14 +95,19 @@ ROOT = HERE.parent
 RECORDED_DENSE = HERE / "recorded" / "dense_meaningful.md"
 # bench_search_quality.py at its default size (5 seeds, about 25 min on 2 cores): recorded once.
 RECORDED_QUALITY = HERE / "recorded" / "search_quality.json"
+# bench_weighting.py results / tree / --joint (3 seeds, about 25 min on 2 cores): recorded once;
+# its step-time part (``steps``) is also recorded there and the suite re-measures it.
+RECORDED_WEIGHTING = HERE / "recorded" / "weighting.json"
 
-PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense", "quality")
+PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense", "quality",
+         "weighting")
 LETTERS = {"a": ["engine"], "b": ["engine"], "c": ["routing", "merge"],
-           "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"]}
+           "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"], "g": ["weighting"]}
 #: Rough single-thread minutes of each part (full, quick): the longest start first.
 ESTIMATES = {"engine": (3.5, 0.6), "routing": (1.3, 0.6), "merge": (2.5, 1.0),
              "search": (5.5, 2.0), "affinity": (2.5, 0.8), "gpu": (8.0, 3.0),
-             "results": (10.0, 4.0), "dense": (3.0, 1.5), "quality": (5.0, 5.0)}
+             "results": (10.0, 4.0), "dense": (3.0, 1.5), "quality": (5.0, 5.0),
+             "weighting": (4.0, 1.2)}
 
 
 @dataclass
@@ -155,6 +184,9 @@ def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
                           ["--quick", "--jobs", "1", "--threads", threads,
                            "--json", _rel(o["quality"]), "--out", _rel(out / "quality_runs"),
                            *on_device], [o["quality"]])
+    weighting_argv = ["steps", "--json", _rel(o["weighting"])]
+    weighting_argv += ["--rounds", "1", "--steps", "1"] if q else []
+    jobs["weighting"] = Job("weighting", "bench_weighting.py", weighting_argv, [o["weighting"]])
     return jobs
 
 
@@ -292,12 +324,21 @@ def _quality_section(out: Path, images: Path | None, status: Mapping[str, Mappin
     return "\n\n".join(parts)
 
 
+def _recorded_note(recorded: Mapping[str, Any]) -> str:
+    """Which commands measured the recorded loss-weighting figures."""
+    cmds = [f"`{recorded[p]['command']}`" for p in ("results", "tree", "joint")
+            if p in recorded and recorded[p].get("command")]
+    return ("\n*Recorded runs (one torch thread, every Δ_MTL deterministic on the CPU): "
+            + ", ".join(cmds) + ".*\n") if cmds else ""
+
+
 def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds: float | None,
              ran: Sequence[str] = (), jobs: Mapping[str, Job] | None = None,
              date: str | None = None, draw: bool = True,
              machine: Mapping[str, Any] | None = None,
              recorded_dense: Path | None = RECORDED_DENSE,
-             recorded_quality: Path | None = RECORDED_QUALITY) -> tuple[Path, Path]:
+             recorded_quality: Path | None = RECORDED_QUALITY,
+             recorded_weighting: Path | None = RECORDED_WEIGHTING) -> tuple[Path, Path]:
     """Write ``docs/benchmarks.md`` and ``docs/results.md`` from the JSON in ``out``.
 
     Args:
@@ -313,6 +354,9 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
             exists it heads the dense section and the suite's own (smoke) run follows it.
         recorded_quality: The recorded ``bench_search_quality.py`` JSON at its default size;
             likewise above the suite's smoke run in the search-quality section.
+        recorded_weighting: The recorded ``bench_weighting.py`` JSON (results, tree, joint,
+            steps): the loss-weighting section of results.md, and section g when this run
+            has no step-time figures of its own.
 
     Returns:
         The paths of the two documents.
@@ -392,6 +436,20 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
             why = f"this run used --device {device}"
         sections.append(Section("f", "GPU", gpu.placeholder(why)))
 
+    weighting_data = data("weighting")
+    recorded = _load(recorded_weighting) if recorded_weighting is not None else None
+    if weighting_data is not None:
+        sections.append(Section("g", "Loss weighting step time",
+                                weighting.benchmarks_markdown(weighting_data)
+                                + _source("weighting", status, ran)))
+    elif recorded is not None and "steps" in recorded:
+        sections.append(Section("g", "Loss weighting step time",
+                                weighting.benchmarks_markdown(recorded)
+                                + f"\n*Recorded: `{recorded['steps']['command']}`.*\n"))
+    else:
+        sections.append(Section("g", "Loss weighting step time",
+                                not_generated(_why("weighting", status, jobs))))
+
     timings = [[p, st["command"], "ok" if not st.get("reason") else "failed", f"{st['seconds']:.0f}"]
                for p, st in status.items()]
     docs.mkdir(parents=True, exist_ok=True)
@@ -417,7 +475,12 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
              ("Dense prediction on `dense_shapes`", dense_md, _why("dense", status, jobs)),
              ("Search quality", _quality_section(out, images, status, ran, jobs,
                                                  recorded_quality),
-              _why("quality", status, jobs))]
+              _why("quality", status, jobs)),
+             ("Loss weighting", None if recorded is None else
+              "## Loss weighting\n\n" + weighting.results_page_markdown(recorded)
+              + _recorded_note(recorded),
+              f"no recorded run ({_rel(RECORDED_WEIGHTING)}): run "
+              "`python benchmarks/bench_weighting.py results`, `tree` and `--joint`")]
     results_path = docs / "results.md"
     results_path.write_text(pages.assemble_results(results_head, parts), encoding="utf-8")
     return bench_path, results_path

@@ -51,6 +51,7 @@ import torch
 from mtlsearch import SharingGraph, TrainConfig, create_space, from_arrays, load_dataset
 from mtlsearch.engine.model import materialize
 from mtlsearch.engine.train import Trainer
+from mtlsearch.errors import TrainingError
 from mtlsearch.registry import get_weighting_class, list_weightings
 from mtlsearch.stats import log_log_slope, mean_std, paired_difference
 from mtlsearch.strategy.base import Proposal
@@ -212,6 +213,7 @@ def run_tree(args: argparse.Namespace) -> dict[str, Any]:
     for key, (dataset, space_name, kwargs) in DATASETS.items():
         runs: dict[str, dict[int, dict[str, float]]] = {m: {} for m in methods}
         trees: dict[str, Any] = {}
+        refused: dict[str, dict[str, str]] = {}  # method -> seed -> why it cannot train the tree
         for seed in args.seeds:
             graph, found = _best_tree(dataset, space_name, kwargs, seed, args)
             data = load_dataset(dataset, seed=seed, **kwargs)
@@ -223,13 +225,19 @@ def run_tree(args: argparse.Namespace) -> dict[str, Any]:
             trees[str(seed)] = found
             for m in methods:
                 start = time.perf_counter()
-                result = evaluate_proposal(Proposal(tree, train_overrides={"weighting": m}), ctx)
+                try:
+                    result = evaluate_proposal(Proposal(tree, train_overrides={"weighting": m}),
+                                               ctx)
+                except TrainingError as exc:  # e.g. GradNorm on a tree with no common block
+                    refused.setdefault(m, {})[str(seed)] = str(exc).split(";")[0]
+                    continue
                 runs[m][seed] = {"val": result.delta_mtl, "test": result.delta_mtl_test,
                                  "seconds": time.perf_counter() - start}
             print(f"{key} seed {seed}: tree {found['branches_per_depth']} done", flush=True)
+        ran = [m for m in methods if m not in refused]
         out["datasets"][key] = {"dataset": dataset, "space": space_name, "kwargs": kwargs,
-                                "tasks": len(data.tasks), "trees": trees,
-                                "rows": _rows(runs, methods),
+                                "tasks": len(data.tasks), "trees": trees, "refused": refused,
+                                "rows": _rows(runs, ran),
                                 "runs": {m: {str(s): v for s, v in r.items()}
                                          for m, r in runs.items()}}
     return out

@@ -56,7 +56,9 @@ def test_step_summary_is_computed_from_the_figures():
 
 
 def test_results_tables_rank_by_validation_and_say_what_beats_equal():
-    data = {"results": results_json(), "tree": {**results_json(), "compute": "6x", "trials": 12},
+    tree = {**results_json(), "compute": "6x", "trials": 12}
+    tree["datasets"]["toy"]["refused"] = {"gradnorm": {"0": "no block common to all tasks"}}
+    data = {"results": results_json(), "tree": tree,
             "joint": {"compute": "6x", "seeds": [0, 1, 2], "datasets": {"toy": {
                 "joint": [1.0, 0.5], "architecture": [0.5, 0.5],
                 "joint_vs_architecture": _pair(0.5, 0.4, 2, True)}}}}
@@ -68,6 +70,8 @@ def test_results_tables_rank_by_validation_and_say_what_beats_equal():
             "Largest mean gain: upgrad, +1.00 ± 0.50 points (3/3 seeds).") in text
     assert "### On the best tree found" in text and "branches per depth [1, 2, 4]" in text
     assert "`mlp`, the best tree found)" in text
+    assert ("`gradnorm` cannot train the tree of seed 0 (no block common to all tasks): left "
+            "out of the table") in text
     assert "| toy | +1.00 ± 0.50 | +0.50 ± 0.50 | +0.50 ± 0.40 (2/3) * |" in text
     assert "The difference is beyond the seed noise on `toy`." in text
 

@@ -437,6 +437,31 @@ def test_losses_reach_the_weighting_in_float32(monkeypatch):
     assert dtypes and set(dtypes) == {torch.float32}
 
 
+@pytest.mark.parametrize("name", ["uw", "gradnorm", "pcgrad", "upgrad"])
+def test_real_bf16_autocast_trains_with_each_kind_of_method(name, monkeypatch):
+    """bf16 autocast (the GPU's default), here on the CPU, where the trainer turns it off for
+    speed: forced on, the model runs in bf16, the weighting gets float32 losses, and training
+    moves the weights with finite losses."""
+    import dataclasses
+
+    from mtlsearch.engine import train as train_module
+
+    real = train_module.resolve
+    monkeypatch.setattr(train_module, "resolve", lambda *a, **k: dataclasses.replace(
+        real(*a, **k), amp=True))
+    model = materialize(HARD, SPACE, DATA.tasks)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen: list[torch.dtype] = []
+    handle = next(m for m in model.modules() if isinstance(m, nn.Linear)).register_forward_hook(
+        lambda mod, inp, out: seen.append(out.dtype))
+    info = Trainer(TrainConfig(epochs=1, batch_size=32, device="cpu",
+                               weighting=name)).fit(model, DATA.train)
+    handle.remove()
+    assert torch.bfloat16 in seen  # autocast really ran the layers in bf16
+    assert info.history and all(math.isfinite(e["train_loss"]) for e in info.history)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_gradient_methods_charge_one_backward_pass_per_task_through_the_shared_part():
     split = split_parameters(materialize(HARD, SPACE, DATA.tasks))
     with meter() as plain:

@@ -149,6 +149,11 @@ def _trees(tree: Mapping[str, Any]) -> str:
                           f"{t['branches_per_depth']}, Δ_MTL val {t['val']:+.2f}"
                           for s, t in d["trees"].items())
         lines.append(f"* {key}: {found}")
+        for method, seeds in (d.get("refused") or {}).items():
+            why = next(iter(seeds.values()))
+            lines.append(f"  * `{method}` cannot train the tree of seed"
+                         f"{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} ({why}): left "
+                         "out of the table")
     return "\n".join(lines)
 
 

@@ -453,7 +453,8 @@ class Trainer:
         charge(macs=0.0, networks=1)
         device = select_device(cfg.device)
         model.to(device)
-        accel = resolve(cfg, device, input_ndim=train.inputs.dim(), datasets=(train, val))
+        # input_shape, not inputs: a streaming dataset's inputs are not one tensor
+        accel = resolve(cfg, device, input_ndim=len(train.input_shape) + 1, datasets=(train, val))
         if accel.data_on_device:
             train = device_dataset(train, device)
             val = device_dataset(val, device) if val is not None else None
@@ -467,7 +468,9 @@ class Trainer:
         weights.update(cfg.task_weights or {})
         weighting.setup(list(model.tasks), device=device, seed=cfg.seed)
         extra = list(weighting.parameters())
-        chunk = 1 if accel.compile else None  # torchjd's vmap cannot run a compiled graph
+        # torchjd's vmap runs neither a compiled graph nor a bf16-autocast one (its batched
+        # backward meets float32 and bf16 tensors): one backward pass per task instead.
+        chunk = 1 if accel.compile or accel.amp else None
         # With one active task per batch, each head gets its own parameter group and a step
         # visits only the trunk's and the active head's: per-step work stays flat in T.
         split_heads = cfg.task_sampling == "one" and self.split_heads

@@ -157,7 +157,7 @@ class WeightingStep:
         model: The model being trained.
         parallel_chunk_size: Passed to torchjd's Jacobian computation (``None``: all rows in
             one vectorised pass; ``1``: one backward pass per task, what a compiled forward
-            needs).
+            and a bf16-autocast one need).
     """
 
     epoch: int

@@ -283,6 +283,47 @@ def test_aggregators_train_a_tree_where_only_the_prefix_is_shared():
     assert sorted(result.weighting["weights"]) == sorted(NAMES)
 
 
+@pytest.mark.parametrize("name", ["mgda", "upgrad"])
+def test_a_block_some_tasks_reach_is_aggregated_over_their_gradients_only(name):
+    """In a tree, the {bin, cls} branch gets torchjd's aggregation of bin's and cls's
+    gradients alone, the root that of all three: reg's zero row would make MGDA's min-norm
+    point the zero vector and the branch would never train."""
+    import torchjd.aggregation
+
+    from mtlsearch.engine.train import task_losses
+    from mtlsearch.engine.weighting.base import WeightingStep
+
+    graph = SharingGraph.from_partitions(NAMES, [[NAMES], [["bin", "cls"], ["reg"]],
+                                                 [["bin"], ["cls"], ["reg"]]])
+    space = create_space("mlp", input_shape=(6,), widths=(8, 8, 8))
+    torch.manual_seed(0)
+    model = materialize(graph, space, DATA.tasks)
+    x, y = next(iter(DATA.train.batches(32)))
+    split = split_parameters(model)
+    assert [g for g, _ in split.shared_groups] == [tuple(NAMES), ("bin", "cls")]
+
+    def grads(tasks, params):  # each task's gradient on params, flattened: one row per task
+        losses = task_losses(model, model(x), {t: y[t] for t in NAMES})
+        return torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+            losses[t], params, retain_graph=True)]) for t in tasks])
+
+    root, branch = (list(ps) for _, ps in split.shared_groups)
+    cls = getattr(torchjd.aggregation, {"mgda": "MGDA", "upgrad": "UPGrad"}[name])
+    expected_root = cls()(grads(NAMES, root))
+    expected_branch = cls()(grads(["bin", "cls"], branch))
+    assert expected_branch.abs().sum() > 0
+
+    weighting = create_weighting(name)
+    weighting.setup(NAMES, device=CPU, seed=0)
+    model.zero_grad()
+    losses = task_losses(model, model(x), {t: y[t] for t in NAMES})
+    weighting.backward(losses, WeightingStep(0, 0, list(NAMES), model))
+    got_root = torch.cat([p.grad.reshape(-1) for p in root])
+    got_branch = torch.cat([p.grad.reshape(-1) for p in branch])
+    assert torch.allclose(got_root, expected_root, atol=1e-5)
+    assert torch.allclose(got_branch, expected_branch, atol=1e-5)
+
+
 # ---------------------------------------------------------------------- the trainer's rules
 def test_one_task_sampling_refuses_gradient_methods_and_weighs_one_task_otherwise():
     for name in ("pcgrad", "gradnorm"):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from mtlsearch.engine.model import MultiTaskModel, materialize
-from mtlsearch.engine.scoring import Metrics, delta_mtl
+from mtlsearch.engine.scoring import Metrics, delta_mtl, metric_directions
 from mtlsearch.engine.train import EpochState, TrainResult
 from mtlsearch.errors import MTLSearchError
 from mtlsearch.graph.summary import summarize
@@ -129,9 +129,12 @@ def evaluate_proposal(
         model, graph, epochs = result.model, result.model.graph, result.epochs_run
     seconds = time.perf_counter() - start
     metrics = {"val": ctx.evaluate(model, "val"), "test": ctx.evaluate(model, "test")}
+    # Only what Δ_MTL counts must be finite: a split with one class leaves AUROC undefined
+    # (NaN, reported as such) while accuracy, the primary metric, is fine.
+    counted = {spec.name: metric_directions(spec) for spec in ctx.tasks}
     for split in metrics.values():
         for task, values in split.items():
-            if not all(math.isfinite(v) for k, v in values.items() if k != "loss"):
+            if not all(math.isfinite(values[k]) for k in counted[task] if k in values):
                 raise MTLSearchError(f"task {task!r} got non-finite metrics {values}")
     val_delta = delta_mtl(metrics["val"], reference["val"], ctx.tasks)
     test_delta = delta_mtl(metrics["test"], reference["test"], ctx.tasks)

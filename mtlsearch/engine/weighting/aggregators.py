@@ -83,10 +83,18 @@ class TorchJDAggregator(GradientWeighting):
         kwargs = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
                   if k in self.tensor_args and v is not None else v
                   for k, v in self.kwargs.items()}
-        if self.needs_n_tasks:
-            kwargs["n_tasks"] = len(tasks)
-        self.function = self._torchjd_class()(**kwargs)
+        self._kwargs = kwargs
+        self._functions: dict[tuple[str, ...], Any] = {}
+        self.function = self._function_for(tuple(tasks))
         self.generator = torch.Generator().manual_seed(int(seed) + 3)
+
+    def _function_for(self, tasks: tuple[str, ...]) -> Any:
+        """torchjd's aggregator for the gradients of ``tasks``: one per group of tasks, as
+        some keep state sized by their number of rows (Nash-MTL, GradVac)."""
+        if tasks not in self._functions:
+            extra = {"n_tasks": len(tasks)} if self.needs_n_tasks else {}
+            self._functions[tasks] = self._torchjd_class()(**self._kwargs, **extra)
+        return self._functions[tasks]
 
     @property
     def extra(self) -> str:
@@ -105,17 +113,32 @@ class TorchJDAggregator(GradientWeighting):
         shared = list(split.shared)
         if specific:
             torch.autograd.backward(sum(values), inputs=specific, retain_graph=bool(shared))
-        if shared:
-            chunk = self.parallel_chunk_size or step.parallel_chunk_size
-            backward(values, inputs=shared, parallel_chunk_size=chunk)
-            if self.uses_global_rng:
-                cuda = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-                with torch.random.fork_rng(devices=cuda):
-                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
-                    weights = jac_to_grad(shared, self.function)
-            else:
-                weights = jac_to_grad(shared, self.function)
-            self.last = None if weights is None else weights.detach()
+        if not shared:
+            return
+        chunk = self.parallel_chunk_size or step.parallel_chunk_size
+        backward(values, inputs=shared, parallel_chunk_size=chunk)  # .jac: a row per task
+        if self.uses_global_rng:
+            cuda = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+                self._aggregate_groups(split, jac_to_grad)
+        else:
+            self._aggregate_groups(split, jac_to_grad)
+
+    def _aggregate_groups(self, split: Any, jac_to_grad: Any) -> None:
+        """Each group of shared parameters aggregated over the tasks that reach it (one group,
+        every task, under hard sharing)."""
+        groups = split.shared_groups or ((split.tasks, split.shared),)
+        index = {t: i for i, t in enumerate(split.tasks)}
+        self.last = None
+        for tasks, params in groups:
+            if tasks != split.tasks:  # keep the rows of the tasks that reach these blocks
+                rows = torch.tensor([index[t] for t in tasks], device=params[0].jac.device)
+                for p in params:
+                    p.jac = p.jac.index_select(0, rows)
+            weights = jac_to_grad(list(params), self._function_for(tasks))
+            if tasks == split.tasks and weights is not None:
+                self.last = weights.detach()
 
     def weights(self) -> dict[str, float] | None:
         """The weights of the last aggregation (aggregators that combine rows with weights)."""

@@ -67,6 +67,11 @@ class ParameterSplit:
         specific: ``{task: parameters only that task reaches}`` (its head, its own blocks).
         last_shared: The parameters of the deepest block every task of ``tasks`` passes
             through (GradNorm's "last shared layer"); empty when no block is common to all.
+        shared_groups: ``shared`` grouped by the tasks that reach them: ``((tasks, params),
+            ...)`` in model order. Hard sharing has one group (every task); in a tree a block
+            reached by some tasks only is aggregated over those tasks' gradients alone (the
+            others' rows would be zeros, and the zero vector is the min-norm point MGDA-like
+            methods pick: the block would never train).
         shared_macs: Forward MACs per sample of the shared blocks (every distinct input).
         last_shared_macs: Forward MACs per sample of the ``last_shared`` block.
         head_macs: ``{task: forward MACs per sample of its head}``.
@@ -79,6 +84,7 @@ class ParameterSplit:
     shared_macs: float = 0.0
     last_shared_macs: float = 0.0
     head_macs: Mapping[str, float] = field(default_factory=dict)
+    shared_groups: tuple[tuple[tuple[str, ...], tuple[nn.Parameter, ...]], ...] = ()
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -111,6 +117,7 @@ def _split(model: MultiTaskModel, tasks: tuple[str, ...]) -> ParameterSplit:
     last: tuple[nn.Parameter, ...] = ()
     last_macs = 0.0
     everyone = set(tasks)
+    groups: dict[tuple[str, ...], list[nn.Parameter]] = {}
     for level in plan.levels:
         for run in level:
             reached = {t for names in run.input_tasks.values() for t in names}
@@ -123,6 +130,7 @@ def _split(model: MultiTaskModel, tasks: tuple[str, ...]) -> ParameterSplit:
                     + len(run.skip_inputs) * space.skip_cost(run.index).macs)
             if len(reached) >= 2:
                 shared.extend(params)
+                groups.setdefault(tuple(t for t in tasks if t in reached), []).extend(params)
                 shared_macs += macs
                 if reached == everyone:  # levels go deeper: the last one found is the deepest
                     last, last_macs = tuple(params), float(macs)
@@ -143,6 +151,7 @@ def _split(model: MultiTaskModel, tasks: tuple[str, ...]) -> ParameterSplit:
         shared_macs=float(shared_macs),
         last_shared_macs=last_macs if len(tasks) >= 2 else 0.0,
         head_macs=head_macs,
+        shared_groups=tuple((g, tuple(ps)) for g, ps in groups.items() if ps),
     )
 
 

@@ -36,6 +36,9 @@ quality     results  bench_search_quality.py --quick (docs/results.md, search qu
                      the recorded 5-seed run)
 weighting   g        bench_weighting.py steps (loss weighting step time; docs/results.md's
                      loss-weighting section renders the recorded 3-seed runs)
+workers     h        bench_workers.py (parallel trials: search and compare, 1 and 2 workers)
+cli_start   i        bench_cli_start.py (``mtlsearch --help`` and listings, wall time)
+streaming   j        bench_streaming.py (streamed image folders: step time, peak memory)
 ==========  =======  ====================================================================
 """
 
@@ -59,6 +62,7 @@ if __package__:  # imported as benchmarks.run_all (the tests), or run with pytho
     from .common import machine_info
     from .render import (
         affinity,
+        cli_start,
         dense,
         engine,
         gpu,
@@ -67,7 +71,9 @@ if __package__:  # imported as benchmarks.run_all (the tests), or run with pytho
         quality,
         results,
         routing,
+        streaming,
         weighting,
+        workers,
     )
     from .render import search as search_cost
     from .render.markup import Section, demote_headings, not_generated
@@ -76,6 +82,7 @@ else:  # run as a file (python benchmarks/run_all.py): its folder is first on th
     from common import machine_info
     from render import (
         affinity,
+        cli_start,
         dense,
         engine,
         gpu,
@@ -84,7 +91,9 @@ else:  # run as a file (python benchmarks/run_all.py): its folder is first on th
         quality,
         results,
         routing,
+        streaming,
         weighting,
+        workers,
     )
     from render import search as search_cost
     from render.markup import Section, demote_headings, not_generated
@@ -100,14 +109,16 @@ RECORDED_QUALITY = HERE / "recorded" / "search_quality.json"
 RECORDED_WEIGHTING = HERE / "recorded" / "weighting.json"
 
 PARTS = ("engine", "routing", "merge", "search", "affinity", "gpu", "results", "dense", "quality",
-         "weighting")
+         "weighting", "workers", "cli_start", "streaming")
 LETTERS = {"a": ["engine"], "b": ["engine"], "c": ["routing", "merge"],
-           "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"], "g": ["weighting"]}
+           "d": ["search", "affinity"], "e": ["search"], "f": ["gpu"], "g": ["weighting"],
+           "h": ["workers"], "i": ["cli_start"], "j": ["streaming"]}
 #: Rough single-thread minutes of each part (full, quick): the longest start first.
 ESTIMATES = {"engine": (3.5, 0.6), "routing": (1.3, 0.6), "merge": (2.5, 1.0),
              "search": (5.5, 2.0), "affinity": (2.5, 0.8), "gpu": (8.0, 3.0),
              "results": (10.0, 4.0), "dense": (3.0, 1.5), "quality": (5.0, 5.0),
-             "weighting": (4.0, 1.2)}
+             "weighting": (4.0, 1.2), "workers": (25.0, 3.0), "cli_start": (0.3, 0.2),
+             "streaming": (6.0, 1.0)}
 
 
 @dataclass
@@ -187,6 +198,15 @@ def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
     weighting_argv = ["steps", "--json", _rel(o["weighting"])]
     weighting_argv += ["--rounds", "1", "--steps", "1"] if q else []
     jobs["weighting"] = Job("weighting", "bench_weighting.py", weighting_argv, [o["weighting"]])
+    workers_argv = ["--json", _rel(o["workers"])] + (["--quick"] if q else [])
+    jobs["workers"] = Job("workers", "bench_workers.py", workers_argv, [o["workers"]])
+    # Wall time of a fresh process: the lead runs it with no other part beside it.
+    jobs["cli_start"] = Job("cli_start", "bench_cli_start.py",
+                            ["--json", _rel(o["cli_start"])] + (["--repeats", "3"] if q else []),
+                            [o["cli_start"]])
+    jobs["streaming"] = Job("streaming", "bench_streaming.py",
+                            ["--json", _rel(o["streaming"])] + (["--quick"] if q else []),
+                            [o["streaming"]])
     return jobs
 
 
@@ -449,6 +469,20 @@ def assemble(out: Path, docs: Path, *, command: str, device: str, total_seconds:
     else:
         sections.append(Section("g", "Loss weighting step time",
                                 not_generated(_why("weighting", status, jobs))))
+
+    for letter, part, title, renderer in (("h", "workers", "Parallel trials", workers),
+                                          ("i", "cli_start", "Command start-up", cli_start),
+                                          ("j", "streaming", "Your own data, streamed", streaming)):
+        part_data = data(part)
+        if part_data is None:
+            sections.append(Section(letter, title, not_generated(_why(part, status, jobs))))
+            continue
+        cmd = (status.get(part) or {}).get("command", "")
+        body = (renderer.markdown(part_data, cmd) if renderer is streaming
+                else renderer.markdown(part_data))
+        found = (renderer.targets(part_data, section=letter) if renderer is cli_start
+                 else renderer.targets(part_data))
+        sections.append(Section(letter, title, body + _source(part, status, ran), found))
 
     timings = [[p, st["command"], "ok" if not st.get("reason") else "failed", f"{st['seconds']:.0f}"]
                for p, st in status.items()]

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from mtlsearch import _compat
 from mtlsearch._version import __version__
-from mtlsearch.data.dataset import DatasetSplits, MultiTaskDataset, from_arrays, from_npz
-from mtlsearch.engine.model import MultiTaskModel, materialize
-from mtlsearch.engine.scoring import delta_mtl, evaluate
-from mtlsearch.engine.train import TrainConfig, Trainer, select_device
-from mtlsearch.engine.weighting import Weighting
 from mtlsearch.errors import (
     DatasetError,
     DistributedAbort,
@@ -23,9 +18,6 @@ from mtlsearch.errors import (
     UnknownNameError,
     UnsafeInputError,
 )
-from mtlsearch.graph.sharing import SharingGraph
-from mtlsearch.graph.space import Block, SearchSpace, from_modules
-from mtlsearch.graph.summary import GraphSummary, summarize
 from mtlsearch.hookspecs import (
     CommandRegistrar,
     DatasetRegistrar,
@@ -48,16 +40,49 @@ from mtlsearch.registry import (
     load_dataset,
     tiny_settings,
 )
-from mtlsearch.strategy.base import Proposal, Strategy
-from mtlsearch.strategy.context import ResultCache, SearchContext
-from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal, run_strategy
-from mtlsearch.tasks.kinds import TaskKind, TaskSpec, list_task_kinds
 
 _compat.install()  # the 0.1 module paths, for one release (CHANGELOG.md)
 
-# Studies, reports and export pull in Optuna, SQLAlchemy and matplotlib: load them on first use
-# so `import mtlsearch` stays light (and works where only the engine is needed).
+# Everything that needs torch (the engine, graphs, strategies), Optuna or matplotlib (studies,
+# export, reports) loads on first use, so `import mtlsearch` (and the `mtlsearch` command's
+# --help and listings) import none of them.
 _LAZY = {
+    "DatasetSplits": "data.dataset",
+    "MultiTaskDataset": "data.dataset",
+    "from_arrays": "data.dataset",
+    "from_npz": "data.dataset",
+    "from_dataframe": "data.sources.table",
+    "from_torch_dataset": "data.sources.torch_dataset",
+    "load_folder": "data.sources.folder",
+    "load_table": "data.sources.table",
+    "StreamingDataset": "data.streaming",
+    "Preprocessing": "data.preprocess",
+    "MLflowTracker": "study.trackers",
+    "TensorBoardTracker": "study.trackers",
+    "MultiTaskModel": "engine.model",
+    "materialize": "engine.model",
+    "delta_mtl": "engine.scoring",
+    "evaluate": "engine.scoring",
+    "TrainConfig": "engine.train",
+    "Trainer": "engine.train",
+    "select_device": "engine.train",
+    "Weighting": "engine.weighting",
+    "SharingGraph": "graph.sharing",
+    "Block": "graph.space",
+    "SearchSpace": "graph.space",
+    "from_modules": "graph.space",
+    "GraphSummary": "graph.summary",
+    "summarize": "graph.summary",
+    "Proposal": "strategy.base",
+    "Strategy": "strategy.base",
+    "ResultCache": "strategy.context",
+    "SearchContext": "strategy.context",
+    "TrialResult": "strategy.pipeline",
+    "evaluate_proposal": "strategy.pipeline",
+    "run_strategy": "strategy.pipeline",
+    "TaskKind": "tasks.kinds",
+    "TaskSpec": "tasks.kinds",
+    "list_task_kinds": "tasks.kinds",
     "compare": "study.comparison",
     "export_model": "export.write",
     "load": "export.read",
@@ -70,12 +95,20 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mtlsearch' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # next time a plain attribute
+        return value
+    # `import mtlsearch` then `mtlsearch.graph.X`: subpackages load on first attribute use too
+    import importlib.util
+
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'mtlsearch' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -134,8 +167,16 @@ __all__ = [
     "create_weighting",
     "default_strategy",
     "from_arrays",
+    "from_dataframe",
     "from_modules",
     "from_npz",
+    "from_torch_dataset",
+    "load_folder",
+    "load_table",
+    "StreamingDataset",
+    "Preprocessing",
+    "MLflowTracker",
+    "TensorBoardTracker",
     "hookimpl",
     "list_datasets",
     "list_plugins",

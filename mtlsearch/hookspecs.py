@@ -17,6 +17,15 @@ A plugin is any module or object with functions decorated by :data:`hookimpl`::
     @hookimpl
     def register_strategies(register: StrategyRegistrar) -> None:
         register(MyStrategy, tiny={"steps": 2})
+
+Every ``register`` also takes ``"module:attribute"`` in place of the object, with what the
+listings show declared beside it; the module is then imported only when the entry is used,
+so ``mtlsearch strategies`` (and ``--help``) never import it::
+
+    register("my_plugin.strategy:MyStrategy", name="mine", description="one line",
+             dynamic=False, tiny={"steps": 2})
+
+What a lazy registration declares is checked against the object when it is first loaded.
 """
 
 from __future__ import annotations
@@ -70,14 +79,23 @@ class StrategyRegistrar(Protocol):
 
     def __call__(
         self,
-        cls: type[Strategy],
+        cls: type[Strategy] | str,
         name: str | None = None,
         *,
         default: bool = False,
         baseline: int | None = None,
         tiny: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        dynamic: bool | None = None,
+        quick_settings: Mapping[str, Any] | None = None,
+        module: str | None = None,
     ) -> None:
         """Register the Strategy subclass ``cls`` as ``name`` (default ``cls.name``).
+
+        ``cls`` may be ``"module:Class"`` (imported on first use); ``name``, ``description``
+        (the class's one line) and ``dynamic`` (its ``is_dynamic()``) are then required, and
+        ``quick_settings`` (default ``{}``) and ``module`` (the class's ``__module__``, by
+        default the path's module) must match the class too.
 
         Args:
             default: This strategy is what ``search()`` and ``mtlsearch search`` run when no
@@ -95,11 +113,16 @@ class SpaceRegistrar(Protocol):
     def __call__(
         self,
         name: str,
-        factory: Callable[..., SearchSpace],
+        factory: Callable[..., SearchSpace] | str,
         *,
         tiny: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        module: str | None = None,
     ) -> None:
         """Register ``factory(**kwargs) -> SearchSpace`` as ``name``.
+
+        ``factory`` may be ``"module:function"`` (imported on first use) with ``description``
+        (the first line of its docstring) declared.
 
         Args:
             tiny: Factory keyword arguments that make the space tiny (a few channels, small
@@ -113,11 +136,16 @@ class DatasetRegistrar(Protocol):
     def __call__(
         self,
         name: str,
-        loader: Callable[..., DatasetSplits],
+        loader: Callable[..., DatasetSplits] | str,
         *,
         tiny: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        module: str | None = None,
     ) -> None:
         """Register ``loader(*, seed=0, **kwargs) -> DatasetSplits`` as ``name``.
+
+        ``loader`` may be ``"module:function"`` (imported on first use) with ``description``
+        (the first line of its docstring) declared.
 
         Args:
             tiny: Loader keyword arguments that make the dataset tiny (a few dozen samples),
@@ -148,12 +176,22 @@ class WeightingRegistrar(Protocol):
     def __call__(
         self,
         name: str,
-        factory: Callable[..., Weighting],
+        factory: Callable[..., Weighting] | str,
         *,
         tiny: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        gradient: bool | None = None,
+        all_tasks: bool | None = None,
+        distributed: bool | None = None,
+        requires: Sequence[str] | None = None,
+        module: str | None = None,
     ) -> None:
         """Register ``factory(**kwargs) -> Weighting`` (usually the Weighting subclass) as
         ``name``.
+
+        ``factory`` may be ``"module:Class"`` (imported on first use) with ``description``
+        declared and the class attributes ``gradient``, ``all_tasks``, ``distributed`` and
+        ``requires`` when they differ from :class:`~mtlsearch.Weighting`'s defaults.
 
         Args:
             tiny: Keyword arguments that make one training step with it cheap, for

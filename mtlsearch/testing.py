@@ -118,7 +118,9 @@ def _roundtrip(model: MultiTaskModel, x: torch.Tensor) -> None:
 def check_space(space: str | SearchSpace, **kwargs: Any) -> None:
     """A space's blocks chain, are fresh per instance, and every shape of graph works on it.
 
-    A name is built with ``kwargs``, or else at its registered tiny size.
+    A name is built with ``kwargs``, or else at its registered tiny size. "Fresh" means new
+    tensors each time: new random weights, or for a space with ``keeps_weights`` (pretrained
+    weights) equal copies of its initial weights.
     """
     if isinstance(space, str):
         space = create_space(space, **(kwargs or tiny_settings("search space", space) or {}))
@@ -129,8 +131,12 @@ def check_space(space: str | SearchSpace, **kwargs: Any) -> None:
     first, second = space.make_block(0), space.make_block(0)
     params = list(zip(first.parameters(), second.parameters()))
     if params:
-        assert any(p is not q for p, q in params)
-        assert any(not torch.equal(p, q) for p, q in params if p.numel() > 1), "make_block returned the same weights twice"
+        assert all(p is not q for p, q in params), "make_block returned shared parameters"
+        if getattr(space, "keeps_weights", False):  # every branch starts from one (pretrained) set
+            assert all(torch.equal(p, q) for p, q in params), (
+                "a space that keeps weights returned different weights twice")
+        else:
+            assert any(not torch.equal(p, q) for p, q in params if p.numel() > 1), "make_block returned the same weights twice"
     tasks = [TaskSpec("a"), TaskSpec("b", kind="multiclass", num_classes=3), TaskSpec("c", kind="regression")]
     names = [t.name for t in tasks]
     depth = space.num_blocks

@@ -9,6 +9,10 @@ the input resolution (``output_stride=8``: stage 3 dilation 2, stage 4 dilation 
 skipping a block means its shortcut (identity, or the 1x1 projection where the channel
 count or stride changes).
 
+``weights=PATH`` starts every block from a local torchvision ResNet-18/34 state dict (dilation
+changes no weight shape, so ImageNet weights fit with ``width=64``, ``small_input=False``);
+``freeze`` and ``normalize`` are as for ``resnet18``.
+
 Example:
     >>> from mtlsearch import create_space
     >>> space = create_space("dilated_resnet18", input_shape=(3, 64, 64), width=8)
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -28,7 +33,8 @@ from mtlsearch.errors import SpaceError
 from mtlsearch.graph.space import Block, SearchSpace
 
 from .mlp import check_bool, check_input_shape, check_int
-from .resnet import RESNET_LAYERS, ResNetStem, _init_like_torchvision
+from .pretrained import backbone_options, pretrained_factories
+from .resnet import RESNET_LAYERS, ResNetStem, _init_like_torchvision, split_resnet_state
 
 __all__ = ["DilatedResidualBlock", "dilated_resnet18", "dilated_resnet34", "stage_dilations"]
 
@@ -95,7 +101,8 @@ class DilatedResidualBlock(Block):
 
 
 def _dilated(
-    name: str, input_shape: Sequence[int], width: int, small_input: bool, output_stride: int
+    name: str, input_shape: Sequence[int], width: int, small_input: bool, output_stride: int,
+    weights: Any = None, freeze: Any = False, normalize: Any = None,
 ) -> SearchSpace:
     shape = check_input_shape(
         name, input_shape, 3, "(C, H, W)", "give grey-scale images a channel axis, e.g. (1, H, W)"
@@ -118,6 +125,17 @@ def _dilated(
             factories.append(partial(DilatedResidualBlock, in_channels, channels, stride, dilation))
             in_channels = channels
     effective = output_stride // 4 if small_input else output_stride
+    base = name[len("dilated_") :]
+    path, frozen, norm, extra = backbone_options(
+        name, weights=weights, freeze=freeze, normalize=normalize, channels=shape[0],
+        num_blocks=len(factories),
+    )
+    factories, kept = pretrained_factories(
+        factories, weights=path, frozen=frozen, normalization=norm,
+        split=partial(split_resnet_state, layers=RESNET_LAYERS[base], prefix=""),
+        hint=(f"torchvision's {base} weights fit width=64, small_input=False and 3 input "
+              "channels"),
+    )
     return SearchSpace(
         name=name,
         input_shape=shape,
@@ -127,11 +145,15 @@ def _dilated(
             "width": width,
             "small_input": small_input,
             "output_stride": output_stride,
+            **extra,
         },
         description=(
             f"DeepLab-ResNet-{name[len('dilated_resnet') :]}, base width {width}, dilated last "
             f"stages, features at 1/{effective} of the input"
+            + (", pretrained" if kept else "") + (f", {frozen} frozen" if frozen else "")
         ),
+        keeps_weights=kept,
+        input_normalization=norm,
     )
 
 
@@ -141,6 +163,9 @@ def dilated_resnet18(
     width: int = 64,
     small_input: bool = False,
     output_stride: int = 8,
+    weights: str | None = None,
+    freeze: bool | str | int = False,
+    normalize: Any = None,
 ) -> SearchSpace:
     """DeepLab-ResNet-18 as 9 blocks (stem + 8 residual blocks), for dense heads.
 
@@ -150,6 +175,9 @@ def dilated_resnet18(
         small_input: A 3x3 stride-1 stem without max-pooling; the feature map is then
             ``output_stride / 4`` times smaller than the input instead of ``output_stride``.
         output_stride: 8 (DeepLab, AdaShare), 16, or 32 (plain ResNet strides).
+        weights: A local torchvision ResNet-18 state dict; every block starts from it.
+        freeze: ``True``, ``"stem"`` or ``N`` leading blocks keep their weights.
+        normalize: Input normalisation inside block 0 (ImageNet's by default with weights).
 
     Raises:
         SpaceError: A bad ``input_shape``, ``width``, ``small_input`` or ``output_stride``.
@@ -159,7 +187,10 @@ def dilated_resnet18(
         >>> space.num_blocks, space.blocks[-1].out_shape
         (9, (64, 4, 4))
     """
-    return _dilated("dilated_resnet18", input_shape, width, small_input, output_stride)
+    return _dilated(
+        "dilated_resnet18", input_shape, width, small_input, output_stride, weights, freeze,
+        normalize,
+    )
 
 
 def dilated_resnet34(
@@ -168,6 +199,9 @@ def dilated_resnet34(
     width: int = 64,
     small_input: bool = False,
     output_stride: int = 8,
+    weights: str | None = None,
+    freeze: bool | str | int = False,
+    normalize: Any = None,
 ) -> SearchSpace:
     """DeepLab-ResNet-34 as 17 blocks (AdaShare's NYU v2 backbone); options as for
     :func:`dilated_resnet18`.
@@ -176,4 +210,7 @@ def dilated_resnet34(
         >>> dilated_resnet34(input_shape=(3, 32, 32), width=8).num_blocks
         17
     """
-    return _dilated("dilated_resnet34", input_shape, width, small_input, output_stride)
+    return _dilated(
+        "dilated_resnet34", input_shape, width, small_input, output_stride, weights, freeze,
+        normalize,
+    )

@@ -7,8 +7,13 @@ skipped), then one block per torchvision :class:`~torchvision.models.resnet.Basi
 mask multiplies the residual sum. Skipping a block means its shortcut: the identity, or for
 the first block of a stage its ``downsample`` projection (1x1 conv + BN).
 
-Weights are fresh (torchvision's initialisation); nothing is downloaded. Weights of a
-torchvision ResNet you already have can be copied in with :func:`load_torchvision_resnet`.
+Weights are fresh (torchvision's initialisation) unless ``weights=PATH`` names a local
+torchvision state dict (``.pth``/``.pt`` read with ``weights_only=True``, or
+``.safetensors``; e.g. ``resnet18-f37072fd.pth`` as torchvision saves it): then every block,
+and every task-specific copy of it, starts from those weights, and the first block applies
+ImageNet's input normalisation (``space.input_normalization``). ``freeze`` keeps leading
+blocks fixed. Nothing is downloaded. A torchvision model already in memory can be copied into
+blocks with :func:`load_torchvision_resnet`.
 
 Example:
     >>> from mtlsearch import create_space
@@ -22,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -31,6 +37,7 @@ from mtlsearch.errors import SpaceError
 from mtlsearch.graph.space import Block, SearchSpace
 
 from .mlp import check_bool, check_input_shape, check_int
+from .pretrained import BlockState, backbone_options, pretrained_factories
 
 __all__ = [
     "ResNetStem",
@@ -38,6 +45,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "load_torchvision_resnet",
+    "split_resnet_state",
     "RESNET_LAYERS",
 ]
 
@@ -132,7 +140,10 @@ class ResidualBlock(Block):
         return F.relu(z)
 
 
-def _resnet(name: str, input_shape: Sequence[int], width: int, small_input: bool) -> SearchSpace:
+def _resnet(
+    name: str, input_shape: Sequence[int], width: int, small_input: bool, weights: Any,
+    freeze: Any, normalize: Any,
+) -> SearchSpace:
     shape = check_input_shape(
         name, input_shape, 3, "(C, H, W)", "give grey-scale images a channel axis, e.g. (1, H, W)"
     )
@@ -146,21 +157,69 @@ def _resnet(name: str, input_shape: Sequence[int], width: int, small_input: bool
             stride = 2 if stage > 0 and j == 0 else 1
             factories.append(partial(ResidualBlock, in_channels, channels, stride))
             in_channels = channels
+    path, frozen, norm, extra = backbone_options(
+        name, weights=weights, freeze=freeze, normalize=normalize, channels=shape[0],
+        num_blocks=len(factories),
+    )
+    factories, kept = pretrained_factories(
+        factories, weights=path, frozen=frozen, normalization=norm,
+        split=partial(split_resnet_state, layers=RESNET_LAYERS[name], prefix="block."),
+        hint=(f"torchvision's {name} weights fit width=64, small_input=False and 3 input "
+              f"channels, and {name}'s depth"),
+    )
     stem = "3x3 stride-1 stem" if small_input else "7x7 stride-2 stem + max-pool"
     return SearchSpace(
         name=name,
         input_shape=shape,
         block_factories=factories,
-        kwargs={"input_shape": list(shape), "width": width, "small_input": small_input},
+        kwargs={"input_shape": list(shape), "width": width, "small_input": small_input, **extra},
         description=(
             f"ResNet-{name[6:]} (torchvision BasicBlocks), base width {width}, {stem}: "
             f"stem + {sum(RESNET_LAYERS[name])} residual blocks"
+            + (", pretrained" if kept else "") + (f", {frozen} frozen" if frozen else "")
         ),
+        keeps_weights=kept,
+        input_normalization=norm,
     )
 
 
+def split_resnet_state(
+    state: dict[str, Tensor], blocks: Sequence[nn.Module], *, layers: Sequence[int], prefix: str
+) -> tuple[list[BlockState], list[str]]:
+    """Each block's share of a torchvision ResNet state dict, and the keys no block takes.
+
+    ``conv1``/``bn1`` go to the stem (block 0), ``layer{s}.{j}.*`` to block
+    ``1 + sum(layers[:s-1]) + j`` as ``prefix + *``; the classifier ``fc`` is dropped (task
+    heads replace it). A file of another depth leaves keys unused or blocks missing keys.
+    """
+    offsets = [1]
+    for count in layers:
+        offsets.append(offsets[-1] + count)
+    shares: list[BlockState] = [{} for _ in blocks]
+    unused: list[str] = []
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        match = _LAYER_KEY.fullmatch(key)
+        if match is None:
+            shares[0][key] = (key, value)
+            continue
+        stage, index, rest = int(match[1]), int(match[2]), match[3]
+        if not 1 <= stage <= len(layers) or index >= layers[stage - 1]:
+            unused.append(key)
+            continue
+        shares[offsets[stage - 1] + index][prefix + rest] = (key, value)
+    return shares, unused
+
+
 def resnet18(
-    *, input_shape: Sequence[int] = (3, 64, 64), width: int = 64, small_input: bool = False
+    *,
+    input_shape: Sequence[int] = (3, 64, 64),
+    width: int = 64,
+    small_input: bool = False,
+    weights: str | None = None,
+    freeze: bool | str | int = False,
+    normalize: Any = None,
 ) -> SearchSpace:
     """ResNet-18 as 9 blocks: the stem, then the 8 BasicBlocks of stages ``[2, 2, 2, 2]``.
 
@@ -173,6 +232,15 @@ def resnet18(
             e.g. 16 for quick CPU runs.
         small_input: CIFAR-style stem (3x3 stride-1 convolution, no max-pooling) for small
             images such as ``(1, 12, 24)`` or ``(3, 32, 32)``.
+        weights: A local torchvision ResNet state dict (``.pth``/``.pt``/``.safetensors``);
+            every block starts from it (``fc`` is dropped). Needs ``width=64``,
+            ``small_input=False`` and 3 channels; a file that does not fit names the keys.
+        freeze: ``True`` (every block), ``"stem"`` (block 0) or ``N`` (blocks ``0..N-1``):
+            those blocks keep their weights and batch-norm statistics; ``False`` fine-tunes
+            everything.
+        normalize: Input normalisation inside block 0: ``None`` (ImageNet mean/std with
+            ``weights``, none without), ``True``, ``False`` or ``{"mean": [...], "std": [...]}``.
+            Inputs are expected in ``[0, 1]``.
 
     Returns:
         The search space; ``space.kwargs`` rebuilds it with ``create_space("resnet18", ...)``.
@@ -186,11 +254,17 @@ def resnet18(
         >>> space.num_blocks, space.blocks[-1].out_shape
         (9, (128, 2, 2))
     """
-    return _resnet("resnet18", input_shape, width, small_input)
+    return _resnet("resnet18", input_shape, width, small_input, weights, freeze, normalize)
 
 
 def resnet34(
-    *, input_shape: Sequence[int] = (3, 64, 64), width: int = 64, small_input: bool = False
+    *,
+    input_shape: Sequence[int] = (3, 64, 64),
+    width: int = 64,
+    small_input: bool = False,
+    weights: str | None = None,
+    freeze: bool | str | int = False,
+    normalize: Any = None,
 ) -> SearchSpace:
     """ResNet-34 as 17 blocks: the stem, then the 16 BasicBlocks of stages ``[3, 4, 6, 3]``.
 
@@ -201,7 +275,7 @@ def resnet34(
         >>> space.num_blocks
         17
     """
-    return _resnet("resnet34", input_shape, width, small_input)
+    return _resnet("resnet34", input_shape, width, small_input, weights, freeze, normalize)
 
 
 _LAYER_KEY = re.compile(r"layer(\d)\.(\d+)\.(.+)")

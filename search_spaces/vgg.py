@@ -12,6 +12,13 @@ already smaller than 2 pixels in height or width is left out (so ``(1, 12, 24)``
 three of the five poolings), and there is no ``AdaptiveAvgPool2d((7, 7))``: the first fully
 connected block flattens the last feature map as it is.
 
+``weights=PATH`` starts every block from a local torchvision ``vgg16_bn`` state dict
+(``features.*`` -> the 13 convolution blocks; ``classifier.0``/``classifier.3`` -> the two
+fully connected blocks, ``classifier.6`` dropped): the convolutions fit with ``omega >= 512``;
+the fully connected blocks fit torchvision's only with ``omega=2048`` on ``(3, 224, 224)``
+inputs, so with other sizes pass ``fc=False`` (heads pool the last convolution block).
+``freeze`` and ``normalize`` are as for ``resnet18``.
+
 Example:
     >>> from mtlsearch import create_space
     >>> space = create_space("vgg16_bn", input_shape=(3, 32, 32), omega=16)
@@ -24,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from numbers import Real
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -33,9 +41,10 @@ from mtlsearch.errors import SpaceError
 from mtlsearch.graph.space import Block, SearchSpace
 
 from .mlp import check_bool, check_input_shape, check_int
+from .pretrained import BlockState, backbone_options, pretrained_factories
 from .small_cnn import ConvBlock
 
-__all__ = ["FCBlock", "vgg16_bn", "vgg_plan"]
+__all__ = ["FCBlock", "split_vgg_state", "vgg16_bn", "vgg_plan"]
 
 
 class FCBlock(Block):
@@ -94,6 +103,9 @@ def vgg16_bn(
     omega: int = 32,
     fc: bool = True,
     dropout: float = 0.5,
+    weights: str | None = None,
+    freeze: bool | str | int = False,
+    normalize: Any = None,
 ) -> SearchSpace:
     """Thin-ω VGG-16 with batch normalisation: 13 convolution blocks and 2 FC blocks.
 
@@ -111,6 +123,12 @@ def vgg16_bn(
         fc: Add the two fully connected blocks; without them heads pool globally over the
             last convolution block.
         dropout: Dropout probability in the fully connected blocks.
+        weights: A local torchvision ``vgg16_bn`` state dict (``.pth``/``.pt``/
+            ``.safetensors``); every block starts from it (see the module's notes on sizes).
+        freeze: ``True`` (every block), ``"stem"`` (block 0) or ``N`` (blocks ``0..N-1``)
+            keep their weights; ``False`` fine-tunes everything.
+        normalize: Input normalisation inside block 0: ``None`` (ImageNet mean/std with
+            ``weights``), ``True``, ``False`` or ``{"mean": [...], "std": [...]}``.
 
     Returns:
         The search space; ``space.kwargs`` rebuilds it with ``create_space("vgg16_bn", ...)``.
@@ -145,13 +163,60 @@ def vgg16_bn(
         factories.append(partial(FCBlock, channels * height * width, hidden, dropout, True))
         factories.append(partial(FCBlock, hidden, hidden, dropout, False))
     pools = sum(p for _, _, p in plan)
+    path, frozen, norm, extra = backbone_options(
+        "vgg16_bn", weights=weights, freeze=freeze, normalize=normalize, channels=shape[0],
+        num_blocks=len(factories),
+    )
+    factories, kept = pretrained_factories(
+        factories, weights=path, frozen=frozen, normalization=norm, split=split_vgg_state,
+        hint=("torchvision's vgg16_bn convolutions fit omega>=512 and 3 input channels; its "
+              "classifier fits omega=2048 on (3, 224, 224) inputs, else pass fc=False"),
+    )
     return SearchSpace(
         name="vgg16_bn",
         input_shape=shape,
         block_factories=factories,
-        kwargs={"input_shape": list(shape), "omega": omega, "fc": fc, "dropout": dropout},
+        kwargs={"input_shape": list(shape), "omega": omega, "fc": fc, "dropout": dropout, **extra},
         description=(
             f"VGG-16-BN thin-{omega}: 13 conv blocks ({pools} max-poolings)"
             + (f" + 2 FC blocks of {2 * omega}" if fc else "")
+            + (", pretrained" if kept else "") + (f", {frozen} frozen" if frozen else "")
         ),
+        keeps_weights=kept,
+        input_normalization=norm,
     )
+
+
+def split_vgg_state(
+    state: dict[str, Tensor], blocks: Sequence[nn.Module]
+) -> tuple[list[BlockState], list[str]]:
+    """Each block's share of a torchvision ``vgg16_bn`` state dict, and the keys none takes.
+
+    ``features.{i}`` (a convolution) and ``features.{i+1}`` (its batch norm) go to conv block
+    ``k`` as ``conv.*`` and ``bn.*``; ``classifier.0``/``classifier.3`` to the fully connected
+    blocks (when the space has them) as ``linear.*``; ``classifier.6`` (ImageNet's 1000
+    classes) is dropped.
+    """
+    owner: dict[str, tuple[int, str]] = {}
+    index, conv = 0, 0
+    for item in cfgs["D"]:
+        if item == "M":
+            index += 1
+            continue
+        owner[f"features.{index}."] = (conv, "conv.")
+        owner[f"features.{index + 1}."] = (conv, "bn.")
+        index += 3
+        conv += 1
+    if len(blocks) > conv:
+        owner["classifier.0."] = (conv, "linear.")
+        owner["classifier.3."] = (conv + 1, "linear.")
+    shares: list[BlockState] = [{} for _ in blocks]
+    unused: list[str] = []
+    for key, value in state.items():
+        prefix = key[: key.rindex(".") + 1] if "." in key else key
+        if prefix in owner:
+            block, local = owner[prefix]
+            shares[block][local + key[len(prefix) :]] = (key, value)
+        elif not key.startswith("classifier."):  # the classifier: heads replace it
+            unused.append(key)
+    return shares, unused

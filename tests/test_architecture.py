@@ -21,8 +21,10 @@ import mtlsearch
 
 PACKAGE = Path(mtlsearch.__file__).parent
 LAYERS = ["tasks", "data", "graph", "engine", "strategy", "viz", "export", "study"]
-BASE = {"_compat", "_version", "errors", "safety", "stats", "hookspecs", "plugin_manager", "registry"}
-TOP = {"__init__", "__main__", "cli", "testing"}  # entry points: may import anything
+BASE = {"_compat", "_version", "errors", "safety", "stats", "hookspecs", "plugin_manager", "registry",
+        "console", "defaults"}
+# entry points: may import anything (builtins: the core's own plugin entry points)
+TOP = {"__init__", "__main__", "cli", "testing", "builtins"}
 OUTSIDE = ("mtlsearch.plugins", "mtlsearch.search_spaces")  # installed into the package
 
 

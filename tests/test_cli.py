@@ -28,7 +28,7 @@ def test_search_show_export_predict(tmp_path, capsys):
     assert main(["search", *TINY, "--trials", "2", "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "random_tree-synthetic-mlp" in text and "Pareto front" in text
-    assert (out / "study.db").is_file() and (out / "weights" / "trial_0.safetensors").is_file()
+    assert (out / "study.db").is_file() and (out / "artifacts").is_dir()  # the kept weights
 
     assert main(["show", "--storage", storage]) == 0  # the storage's only study
     assert "Pareto front" in capsys.readouterr().out

@@ -266,8 +266,7 @@ def test_torchrun_cli_search_matches_one_process(launch):
     assert launch.stdout.count("study 's': 2 trials (2 complete)") == 1  # rank 0 reports alone
     ranks = optuna.load_study(study_name="s", storage=f"sqlite:///{launch.folder / 'cli.db'}")
     assert _same_trials(launch.single_cli.get_trials(), ranks.get_trials()) <= TOL
-    assert sorted(p.name for p in (launch.folder / "out" / "weights").iterdir()) == [
-        "trial_0.safetensors", "trial_1.safetensors"]  # by rank 0 only
+    assert len(list((launch.folder / "out" / "artifacts").iterdir())) == 2  # by rank 0 only
 
 
 def test_json_messages_between_ranks(launch):

@@ -22,6 +22,7 @@ from mtlsearch.plugins.gradient_merge import (
     cluster_branches,
     cluster_size_range,
     factor_vector,
+    factor_vectors,
     groups_from_labels,
     merge_branches,
     merge_weights,
@@ -87,6 +88,76 @@ def test_recorder_rows_are_sketches_of_the_captured_gradients():
     probes = sketch_projections(total.shape, size=16, seed=3)
     assert rows[node].shape == (16,)
     np.testing.assert_allclose(rows[node], factor_vector(total, rank=8, projections=probes), rtol=1e-9)
+
+
+def _truncated_sketch_by_hand(matrix: np.ndarray, rank: int, probes) -> np.ndarray:
+    """A matrix's TT of rank r is its rank-r truncated SVD; probe j of the sketch is
+    ``u_j^T A_r v_j / sqrt(size)`` (the reference, written out without the library code)."""
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    a_r = (u[:, :rank] * s[:rank]) @ vt[:rank]
+    left, right = probes
+    return np.array([left[j] @ a_r @ right[j] for j in range(len(left))]) / np.sqrt(len(left))
+
+
+@pytest.mark.parametrize("shape, rank", [((5, 7), 2), ((6, 4), 8), ((3, 2, 3, 3), 2), ((9,), 3)])
+def test_batched_factorisation_equals_one_tensor_train_per_gradient(shape, rank):
+    gradients = np.random.default_rng(1).standard_normal((4, *shape))
+    probes = sketch_projections(shape, size=12, seed=5)
+    rows = factor_vectors(gradients, rank=rank, projections=probes)
+    assert rows.shape == (4, 12)
+    for row, gradient in zip(rows, gradients):  # the per-gradient path (tensorly's TT-SVD)
+        np.testing.assert_allclose(row, factor_vector(gradient, rank=rank, projections=probes),
+                                   rtol=1e-10, atol=1e-12)
+        if gradient.ndim == 2:
+            np.testing.assert_allclose(row, _truncated_sketch_by_hand(gradient, rank, probes),
+                                       rtol=1e-10, atol=1e-12)
+    with pytest.raises(MTLSearchError, match="rank must be an integer >= 1"):
+        factor_vectors(gradients, rank=0, projections=probes)
+
+
+def test_recorder_rows_and_similarities_equal_a_hand_loop_over_branches():
+    """The stacked capture (one batched factorisation per window) against the plain loop it
+    replaced: each branch's first-layer gradient summed over its window, one TT sketch per
+    branch; a task left out of a batch (no gradient) adds zeros."""
+    ctx = tiny_context()
+    _, _, model = _branched_model(ctx)
+    recorder = GradientRecorder(depth=1, rank=2, window=2, sketch_size=8, seed=4)
+    groups = branches(model.graph, 1)
+    nodes = list(groups)
+    left_out = next(n for n, tasks in groups.items() if tasks == [ctx.task_names[0]])
+    sums: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
+    probes = None
+    batches = list(ctx.data.train.batches(16, shuffle=False))[:4]
+    for step, (x, y) in enumerate(batches):
+        model.zero_grad(set_to_none=True)
+        losses = task_losses(model, model(x), y)
+        if step == 1:  # one task sits this batch out: its branch has no gradient
+            losses.pop(ctx.task_names[0])
+        sum(losses.values()).backward()
+        assert (branch_layer(model.blocks[module_key(left_out)]).grad is None) == (step == 1)
+        for node in nodes:
+            grad = branch_layer(model.blocks[module_key(node)]).grad
+            grad = torch.zeros_like(branch_layer(model.blocks[module_key(node)])) \
+                if grad is None else grad.detach()
+            sums[node] = sums[node] + grad if node in sums else grad.clone()
+        recorder.capture(model)
+        if step % 2 == 1:  # the end of a window of two
+            for node in nodes:
+                total = sums[node].double().numpy()
+                probes = probes or sketch_projections(total.shape, size=8, seed=4)
+                rows[node].append(factor_vector(total, rank=2, projections=probes))
+            sums = {}
+    got = recorder.matrix()
+    assert list(got) == nodes
+    for node in nodes:
+        np.testing.assert_allclose(got[node], np.concatenate(rows[node]), rtol=1e-9, atol=1e-12)
+    # what clustering sees: distances between the normalised rows
+    expected = normalise_rows(np.stack([np.concatenate(rows[n]) for n in nodes]))
+    points = normalise_rows(np.stack([got[n] for n in nodes]))
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.testing.assert_allclose(distances, np.linalg.norm(expected[:, None] - expected[None],
+                                                         axis=-1), atol=1e-9)
 
 
 # ------------------------------------------------------------------ tensor train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -113,7 +114,8 @@ def test_search_records_pareto_front_and_attributes(tmp_path):
         assert key in attrs, key
     assert set(attrs["metrics"]) == {"val", "test"}
     assert study.trials[0].values == [attrs["delta_mtl"], attrs["params"]]
-    assert weights_path(tmp_path, 0).is_file()
+    assert "weights_artifact" in attrs  # kept in the artifact store under out
+    assert (tmp_path / "artifacts").is_dir() and not weights_path(tmp_path, 0).exists()
     graph, info = rebuild_trial(study, 0)
     assert graph.tasks == ["t000", "t001", "t002"] and info.params == study.trials[0].params
 
@@ -236,7 +238,7 @@ def test_export_uses_kept_weights_or_retrains_identically(tmp_path):
                     **TINY)
     best = result.best().number
     kept = export_trial(result.study, "best", tmp_path / "kept")
-    weights_path(tmp_path / "out", best).unlink()
+    shutil.rmtree(tmp_path / "out")  # the artifact store with it: nothing kept
     retrained = export_trial(result.study, best, tmp_path / "retrained")
     x = torch.rand(5, 32)
     a, b = export.load(kept)(x), export.load(retrained)(x)

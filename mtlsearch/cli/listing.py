@@ -18,46 +18,47 @@ def add_listings(add: AddParser, reg: dict[str, Any]) -> None:
                        ("weightings", "loss weightings and gradient aggregators")):
         p = add(name, f"List the registered {what}.", f"  mtlsearch {name}\n  mtlsearch {name} --json")
         json_flag(p)
-        p.set_defaults(func=cmd_list, what=name)
+        p.set_defaults(func=cmd_list, what=name, light=True)
     p = add("plugins", "List loaded plugins (distribution, version, hooks) and failures.",
             "  mtlsearch plugins\n  MTLSEARCH_DISABLE_PLUGINS=NAME,OTHER mtlsearch plugins --json")
     json_flag(p)
-    p.set_defaults(func=cmd_plugins)
+    p.set_defaults(func=cmd_plugins, light=True)
 
 
 def listing(what: str) -> list[dict[str, Any]]:
-    from mtlsearch.registry import datasets, spaces, strategies
+    """The rows ``mtlsearch WHAT`` shows, from the registrations alone: a lazy registration
+    is described by what it declared, so listing imports none of the entries."""
+    import importlib.util
 
-    def first_line(obj: Any) -> str:
-        doc = (getattr(obj, "__doc__", None) or "").strip()
-        return doc.splitlines()[0] if doc else ""
+    from mtlsearch import registry
 
     if what == "strategies":
-        reg = strategies()
-        return [{"name": n, "description": getattr(reg.get(n), "description", "") or
-                 first_line(reg.get(n)), "dynamic": reg.get(n).is_dynamic(),
-                 "module": reg.get(n).__module__} for n in reg.names()]
+        return [{"name": r.name, "description": r.info["description"],
+                 "dynamic": r.info["dynamic"], "module": r.info["module"]}
+                for r in registry.strategies().registrations()]
     if what == "weightings":
-        from mtlsearch.registry import weightings
-
-        reg = weightings()
-        return [{"name": n, "description": getattr(reg.get(n), "description", "") or
-                 first_line(reg.get(n)), "kind": "gradient" if reg.get(n).gradient else "loss",
-                 "one_task": not reg.get(n).all_tasks, "ddp": bool(reg.get(n).distributed),
-                 "missing": ", ".join(reg.get(n).missing()), "module": reg.get(n).__module__}
-                for n in reg.names()]
-    reg = spaces() if what == "spaces" else datasets()
-    return [{"name": n, "description": first_line(reg.get(n)),
-             "module": getattr(reg.get(n), "__module__", "")} for n in reg.names()]
+        rows = []
+        for r in registry.weightings().registrations():
+            info = r.info
+            # Weighting.missing(): the required modules that cannot be imported here
+            missing = [m for m in info["requires"] if importlib.util.find_spec(m) is None]
+            rows.append({"name": r.name, "description": info["description"],
+                         "kind": "gradient" if info["gradient"] else "loss",
+                         "one_task": not info["all_tasks"], "ddp": info["distributed"],
+                         "missing": ", ".join(missing), "module": info["module"]})
+        return rows
+    reg = registry.spaces() if what == "spaces" else registry.datasets()
+    return [{"name": r.name, "description": r.info["description"], "module": r.info["module"]}
+            for r in reg.registrations()]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     rows = listing(args.what)
     if args.json:
         print_json(rows)
         return 0
+    from rich.table import Table
+
     table = Table(title=f"{len(rows)} {args.what}")
     for column in rows[0] if rows else ["name"]:
         table.add_column(column)
@@ -68,8 +69,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from mtlsearch.plugin_manager import list_plugins, plugin_failures
 
     plugins = [{"name": p.name, "distribution": p.distribution, "version": p.version,
@@ -78,6 +77,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"plugins": plugins, "failures": failures})
         return 0
+    from rich.table import Table
+
     table = Table(title=f"{len(plugins)} plugins")
     for column in ("name", "distribution", "version", "hooks"):
         table.add_column(column)
@@ -93,5 +94,3 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             bad.add_row(name, error)
         console.print(bad)
     return 0
-
-

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from mtlsearch.cli.config import argv_with_config
 from mtlsearch.cli.parser import build_parser
 from mtlsearch.cli.plugin_commands import is_plugin_command, run_plugin_command
 from mtlsearch.errors import MTLSearchError
@@ -37,17 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Loading every plugin costs seconds: only help texts and the command list need them.
     no_help = bool(argv) and argv[0] in BUILTIN_COMMANDS and not {"-h", "--help"} & set(argv)
     parser = build_parser(plugins=not no_help)
+    argv = argv_with_config(parser, argv)  # --config FILE: the file's options before argv's
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    import torch
-
-    threads = torch.get_num_threads()
+    # Only the commands that train set torch's thread count (--threads); the others must not
+    # pay for importing torch (the listings start in a fraction of a second).
+    threads = _torch_threads() if hasattr(args, "threads") else None
     try:
-        from mtlsearch.study.progress import configure_logging
-
-        configure_logging(args.log_level)
+        _configure_logging(args)
         return int(args.func(args) or 0)
     except MTLSearchError as exc:
         from mtlsearch.errors import OutOfSpaceError
@@ -68,7 +71,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CODES["error"]
         raise
     finally:
-        torch.set_num_threads(threads)  # --threads must not outlive an in-process call
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)  # --threads must not outlive an in-process call
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Log at ``--log-level``; commands marked ``light`` (the listings) without importing
+    Optuna and the studies."""
+    if not getattr(args, "light", False):
+        from mtlsearch.study.progress import configure_logging
+
+        configure_logging(args.log_level)
+        return
+    numeric = logging.getLevelName(str(args.log_level).upper())
+    if not isinstance(numeric, int):
+        raise MTLSearchError(f"unknown log level {args.log_level!r}; use DEBUG, INFO, WARNING, "
+                             "ERROR or CRITICAL")
+    root = logging.getLogger("mtlsearch")
+    root.setLevel(numeric)
+    if not any(getattr(h, "_mtlsearch", False) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (as study.progress's handler,
+    which it stands in for: the same mark, so configure_logging adds no second one)."""
+
+    _mtlsearch = True
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def is_storage_error(exc: BaseException) -> bool:

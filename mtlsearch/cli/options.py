@@ -7,8 +7,10 @@ Nothing here imports torch at import time: ``mtlsearch --help`` must start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +92,41 @@ def storage_options(p: argparse.ArgumentParser) -> None:
 
 
 
-def make_console(stderr: bool = False) -> Any:
-    from rich.console import Console
+def add_tracker_options(group: Any) -> None:
+    """``--tracker NAME[:ARG]`` (repeatable) on a command's parser or argument group."""
+    group.add_argument(
+        "--tracker", action="append", default=[], metavar="NAME[:ARG]",
+        help="log every trial to an experiment tracker (repeatable): mlflow (MLflow's default "
+             "store), mlflow:URI (e.g. mlflow:sqlite:///mlflow.db, mlflow:http://host:5000), "
+             "tensorboard (OUT/tensorboard) or tensorboard:DIR; needs the extra "
+             "mtlsearch[mlflow] / mtlsearch[tensorboard]")
+    group.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                       help="the MLflow experiment of --tracker mlflow (default: the study name)")
 
-    console = Console(stderr=stderr)
-    if not console.is_terminal:  # piped or in CI: wide lines beat cells wrapped at 80 columns
-        console = Console(stderr=stderr, width=200)
-    return console
+
+@contextlib.contextmanager
+def open_trackers(args: argparse.Namespace) -> Iterator[list[Any]]:
+    """Register the trackers ``--tracker`` names for the length of the block (none: no-op)."""
+    specs = list(getattr(args, "tracker", None) or [])
+    if not specs:
+        yield []
+        return
+    from mtlsearch.study.trackers import MLflowTracker, make_tracker, tracking
+
+    out = getattr(args, "out", None) or DEFAULT_OUT
+    trackers = [make_tracker(spec, out) for spec in specs]
+    for tracker in trackers:
+        if isinstance(tracker, MLflowTracker):
+            tracker.experiment = getattr(args, "mlflow_experiment", None)
+    with tracking(trackers) as opened:
+        yield opened
+
+
+def make_console(stderr: bool = False) -> Any:
+    """A rich console; when not a terminal, each table is as wide as its content."""
+    from mtlsearch.console import make_console as console
+
+    return console(stderr=stderr)
 
 
 def print_json(data: Any) -> None:

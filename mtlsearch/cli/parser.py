@@ -53,16 +53,17 @@ def registered() -> dict[str, Any]:
 
 
 def quick_text(names: Sequence[str]) -> str:
-    from mtlsearch.study.comparison import quick_settings
+    """``compare``'s quick settings of ``names``, from their registrations (nothing imported:
+    a lazy strategy declares them, an eager one is asked)."""
+    from mtlsearch.registry import strategies
 
+    reg = strategies()
     parts = []
     for name in names:
-        settings = quick_settings(name)
+        settings = reg.registration(name).info.get("quick_settings") or {}
         if settings:
             parts.append(f"{name} gets " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     return "; ".join(parts) or "none declare quick settings"
-
-
 
 
 def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:

@@ -5,16 +5,25 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from mtlsearch.cli.config import (
+    add_config_option,
+    effective_config,
+    record_config,
+    record_config_in,
+)
 from mtlsearch.cli.options import (
     DEFAULT_OUT,
     DEFAULT_SEARCH_EPOCHS,
+    add_tracker_options,
     csv_list,
     default_storage,
     int_list,
     json_flag,
     kv,
+    open_trackers,
     print_json,
     train_config,
     training_options,
@@ -61,12 +70,42 @@ def add_search(add: AddParser, reg: dict[str, Any]) -> None:
                    help="loss weighting: a registered name (fixed), 'auto' (sampled among "
                         "all) or a comma list to sample from (default: equal; see "
                         "`mtlsearch weightings`)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="processes running trials side by side on this machine, sharing the "
+                        "study (same trials as one; default 1)")
+    s.add_argument("--artifact-store", default=None, metavar="STORE",
+                   help="where trial weights are kept: a folder, s3://BUCKET or gs://BUCKET "
+                        "(default OUT/artifacts); any machine with the storage and the store "
+                        "exports a trial without retraining")
+    optuna_options(s)
+    add_tracker_options(p.add_argument_group("experiment trackers"))
+    add_config_option(p)
     p.set_defaults(func=cmd_search)
+
+
+def optuna_options(g: Any) -> None:
+    """``--sampler``, ``--sampler-arg``, ``--history-lag`` and ``--callback``.
+
+    The names and the lag are written out (tests/test_samplers.py checks them against
+    mtlsearch.study.samplers): importing Optuna here would slow ``mtlsearch --help``.
+    """
+    g.add_argument("--sampler", default=None, metavar="NAME",
+                   help="Optuna sampler: tpe, nsga2, nsga3, random, gp or qmc (default tpe; "
+                        "seeded per trial)")
+    g.add_argument("--sampler-arg", type=kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="sampler option, e.g. n_startup_trials=5 or population_size=20 "
+                        "(repeatable)")
+    g.add_argument("--history-lag", type=int, default=None, metavar="N",
+                   help="trial n's sampler sees the trials before n-N only, so that workers "
+                        "need not wait for one another (default 3)")
+    g.add_argument("--callback", action="append", default=[], metavar="MODULE:OBJECT",
+                   help="Optuna study callback (study, trial) run after each trial; a class "
+                        "is made with no arguments; study.stop() ends the search (repeatable)")
 
 
 def add_compare(add: AddParser, reg: dict[str, Any]) -> None:
     """Declare ``mtlsearch compare``."""
-    from mtlsearch.study.comparison import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
+    from mtlsearch.defaults import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_TRIALS
 
     pair = ",".join((reg["names"] or ["STRATEGY"])[:2])
     p = add("compare", "Run several strategies over several seeds and write a report.",
@@ -95,6 +134,9 @@ def add_compare(add: AddParser, reg: dict[str, Any]) -> None:
                         "strategies left out get their quick settings, to keep compare quick: "
                         f"{reg['quick']}")
     training_options(p, DEFAULT_EPOCHS)
+    optuna_options(p.add_argument_group("every search's study"))
+    add_tracker_options(p.add_argument_group("experiment trackers"))
+    add_config_option(p)
     json_flag(p)
     p.set_defaults(func=cmd_compare)
 
@@ -127,25 +169,41 @@ def cmd_search(args: argparse.Namespace) -> int:
     storage = default_storage(args)
     previous = stop_on_sigterm()
     try:
-        result = search(
-            strategy=args.strategy, dataset=args.dataset, space=args.space, trials=args.trials,
-            budget=train_config(args, DEFAULT_SEARCH_EPOCHS), seed=args.seed, storage=storage,
-            study_name=args.study, objectives=args.objectives, pruner=args.pruner,
-            dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
-            strategy_kwargs=dict(args.strategy_arg), out=args.out, progress=not args.quiet,
-            timeout=args.timeout, compute=args.compute, weighting=args.weighting,
-        )
+        with open_trackers(args):  # --tracker: registered for this search only
+            result = search(
+                strategy=args.strategy, dataset=args.dataset, space=args.space,
+                trials=args.trials, budget=train_config(args, DEFAULT_SEARCH_EPOCHS),
+                seed=args.seed, storage=storage, study_name=args.study,
+                objectives=args.objectives, pruner=args.pruner,
+                dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
+                strategy_kwargs=dict(args.strategy_arg), out=args.out,
+                progress=not args.quiet, timeout=args.timeout, compute=args.compute,
+                weighting=args.weighting, sampler=args.sampler,
+                sampler_kwargs=dict(args.sampler_arg), history_lag=args.history_lag,
+                callbacks=callbacks(args.callback), workers=workers(args.workers),
+                artifact_store=args.artifact_store,
+            )
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if result.study is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
+    record_config(result.study, effective_config(args))  # show --config prints it back
     print(result.describe())
     if storage is not None:
         name = result.study.study_name
         print(f"\nnext: mtlsearch show --storage {storage} --study {name}\n"
-              f"      mtlsearch export --storage {storage} --study {name} --best --out best-model")
+              f"      mtlsearch export --storage {storage} --study {name} --out best-model")
     return 0
+
+
+def callbacks(paths: Sequence[str]) -> list[str]:
+    """``--callback`` paths, checked now (a bad path fails before any training)."""
+    from mtlsearch.study.samplers import load_callback
+
+    for path in paths:
+        load_callback(path)
+    return list(paths)
 
 
 def workers(asked: int | None) -> int:
@@ -172,15 +230,22 @@ def per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from mtlsearch.study.comparison import DEFAULT_EPOCHS, compare
 
-    board = compare(
-        strategies=args.strategies, dataset=args.dataset, space=args.space, seeds=args.seeds,
-        trials=args.trials, budget=train_config(args, DEFAULT_EPOCHS),
-        compute=None if str(args.compute).lower() == "none" else args.compute,
-        out=args.out, dataset_kwargs=dict(args.dataset_arg), space_kwargs=dict(args.space_arg),
-        strategy_kwargs=per_strategy(args.strategy_arg), storage=args.storage,
-        progress=not args.quiet and not args.json, show=not args.json,
-        workers=workers(args.workers), weighting=args.weighting,
-    )
+    with open_trackers(args):
+        board = compare(
+            strategies=args.strategies, dataset=args.dataset, space=args.space,
+            seeds=args.seeds, trials=args.trials, budget=train_config(args, DEFAULT_EPOCHS),
+            compute=None if str(args.compute).lower() == "none" else args.compute,
+            out=args.out, dataset_kwargs=dict(args.dataset_arg),
+            space_kwargs=dict(args.space_arg), strategy_kwargs=per_strategy(args.strategy_arg),
+            storage=args.storage, progress=not args.quiet and not args.json,
+            show=not args.json, workers=workers(args.workers), weighting=args.weighting,
+            sampler=args.sampler, sampler_kwargs=dict(args.sampler_arg),
+            history_lag=args.history_lag, callbacks=callbacks(args.callback),
+        )
+    storage = args.storage or f"sqlite:///{Path(args.out).resolve() / 'compare.db'}"
+    if storage != "memory":  # each search's study keeps the comparison's options
+        record_config_in(storage, [r["study"] for r in board.runs], effective_config(args),
+                         "compare")
     if args.json:
         print_json(board.to_dict())
     return 0

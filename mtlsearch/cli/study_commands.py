@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,16 @@ def add_show(add: AddParser, reg: dict[str, Any]) -> None:
     """Declare ``mtlsearch show``."""
     p = add("show", "Show a study's trials, or one trial (with --trial).",
             "  mtlsearch show\n  mtlsearch show --storage sqlite:///mtlsearch-out/study.db --json\n"
-            "  mtlsearch show --trial 3 --picture trial3.png")
+            "  mtlsearch show --trial 3 --picture trial3.png\n"
+            "  mtlsearch show --config > search.toml   # then: mtlsearch search --config "
+            "search.toml")
     storage_options(p)
     p.add_argument("--trial", type=int, default=None, help="show this trial in detail")
     p.add_argument("--picture", default=None, metavar="FILE",
                    help="with --trial: draw its architecture (FILE.png and FILE.svg)")
+    p.add_argument("--config", action="store_true",
+                   help="print the options the study ran with as TOML: `mtlsearch search "
+                        "--config FILE` runs it again (with --json: as JSON)")
     json_flag(p)
     p.set_defaults(func=cmd_show)
 
@@ -63,6 +69,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from mtlsearch.tasks.names import display_name
 
     study = open_study(default_storage(args), args.study)
+    if args.config:
+        return show_config(args, study)
     if args.trial is not None:
         return show_trial(args, study)
     rows = trials_table(study)
@@ -84,6 +92,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     console = make_console()
     console.print(table)
     console.print(describe(study), highlight=False, markup=False)
+    return 0
+
+
+def show_config(args: argparse.Namespace, study: Any) -> int:
+    """``show --config``: the study's recorded options, as TOML (or JSON)."""
+    from mtlsearch.cli.config import config_toml, recorded_config
+
+    record = recorded_config(study)
+    if args.json:
+        print_json({"study": study.study_name, **record})
+    else:
+        sys.stdout.write(config_toml(record))
     return 0
 
 

@@ -2,7 +2,10 @@
 
 ``dataset`` holds :class:`MultiTaskDataset` (inputs and ``{task: targets}`` in memory),
 :class:`DatasetSplits` (train / val / test with their task specs), seeded splits and the
-array and ``.npz`` sources; ``builtin`` the registered datasets (``synthetic``, ``digits``,
+array and ``.npz`` sources; ``sources`` your own data (``npz``, ``csv``/``parquet`` tables, image
+``folder`` + label table, DataFrames, torch datasets); ``streaming`` datasets read a batch
+at a time (``uint8`` images, DataLoader workers); ``preprocess`` how raw inputs become the
+network's; ``builtin`` the registered datasets (``synthetic``, ``digits``,
 ``multi_digits``, ``dense_shapes``, and readers for real datasets' on-disk files). Datasets
 are registered through the ``register_datasets`` hook. This subpackage imports only
 ``tasks`` and the base modules.
@@ -25,4 +28,31 @@ from mtlsearch.data.dataset import (
     split_indices,
 )
 
-__all__ = ["DatasetSplits", "MultiTaskDataset", "from_arrays", "from_npz", "split_indices"]
+__all__ = [
+    "DatasetSplits",
+    "MultiTaskDataset",
+    "StreamingDataset",
+    "from_arrays",
+    "from_dataframe",
+    "from_npz",
+    "from_torch_dataset",
+    "load_folder",
+    "load_table",
+    "split_indices",
+]
+
+_LAZY = {  # pandas, PIL and the DataLoader machinery load only when used
+    "StreamingDataset": "mtlsearch.data.streaming",
+    "from_dataframe": "mtlsearch.data.sources",
+    "from_torch_dataset": "mtlsearch.data.sources",
+    "load_folder": "mtlsearch.data.sources",
+    "load_table": "mtlsearch.data.sources",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mtlsearch.data' has no attribute {name!r}")

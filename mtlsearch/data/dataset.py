@@ -39,6 +39,7 @@ __all__ = [
     "DatasetSplits",
     "from_arrays",
     "from_npz",
+    "read_npz",
     "split_indices",
 ]
 
@@ -123,6 +124,14 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         new.targets = {k: v[idx] for k, v in self.targets.items()}
         return new
 
+    def with_targets(
+        self, targets: Mapping[str, Any], tasks: Sequence[TaskSpec]
+    ) -> MultiTaskDataset:
+        """The same inputs (shared, not copied) with other targets and task specs."""
+        new = MultiTaskDataset.__new__(MultiTaskDataset)
+        MultiTaskDataset.__init__(new, self.inputs, targets, tasks)
+        return new
+
     def batches(
         self,
         batch_size: int,
@@ -162,6 +171,9 @@ class DatasetSplits:
         tasks: Task specs, in a fixed order.
         info: Extra facts, e.g. ``{"groups": [[...], ...]}`` for planted task groups.
         kwargs: The arguments the dataset was loaded with (for reproducibility).
+        preprocessing: How raw inputs become the network's inputs
+            (a :class:`mtlsearch.data.preprocess.Preprocessing`, e.g. for an image folder),
+            recorded by the study and the export; ``None`` when inputs are used as given.
     """
 
     name: str
@@ -171,6 +183,7 @@ class DatasetSplits:
     tasks: list[TaskSpec]
     info: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Any = None
 
     def __post_init__(self) -> None:
         check_task_names(t.name for t in self.tasks)
@@ -300,46 +313,116 @@ def from_arrays(
     )
 
 
-def from_npz(
+def read_npz(
     path: str | Path,
     *,
+    tasks: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
     input_key: str = "X",
-    kinds: Mapping[str, str] | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-) -> DatasetSplits:
-    """Load an ``.npz`` file: the array ``X`` is the input, every other array a task's labels.
+) -> tuple[Tensor, dict[str, np.ndarray], list[str]]:
+    """The input array and the chosen task arrays of an ``.npz`` (only those are read).
 
-    The file is read member by member (:class:`mtlsearch.safety.NpzReader`): pickled object
-    arrays, non-zip files, a ``.npy`` instead of an ``.npz``, headers that disagree with the
-    data and decompression bombs are refused before their data is read; every array name
-    other than ``input_key`` must be a valid task name.
+    Returns:
+        ``(inputs, {task: labels}, task names in order)``; the inputs checked
+        (:func:`~mtlsearch.data.checks.check_inputs`), every task array one label per row.
+
+    Raises:
+        DatasetError: a missing file, input or named array (the arrays there are listed),
+            an unsafe file (:class:`mtlsearch.safety.NpzReader`), row counts that differ.
     """
     from mtlsearch.safety import NpzReader
 
     path = Path(path)
     if not path.exists():  # a FIFO or a folder exists: NpzReader names what it is
-        raise DatasetError(f"no such .npz file: {path}")
+        raise DatasetError(f"no such .npz file: {path}; check the path (relative paths start "
+                           f"at {Path.cwd()})")
     try:
         with NpzReader(path) as data:
+            shown = ", ".join(f"'{display_name(k, 40)}'" for k in sorted(data.files)[:20])
             if input_key not in data.members:
-                shown = ", ".join(f"'{display_name(k, 40)}'" for k in sorted(data.files)[:20])
                 raise DatasetError(
                     f"{path} has no input array {input_key!r}; its arrays are [{shown}]. "
                     "Pass input_key= to name the input."
                 )
-            check_task_names(k for k in data.files if k != input_key)
-            arrays = {k: data.read(k) for k in data.files}
+            missing = [k for k in [*(tasks or []), *(exclude or [])] if k not in data.files]
+            if missing:
+                raise DatasetError(f"{path} has no arrays {missing}; its arrays are [{shown}]")
+            if input_key in (tasks or []):
+                raise DatasetError(f"{path}: {input_key!r} is the input; it cannot be a task")
+            names = list(tasks) if tasks else [
+                k for k in data.files if k != input_key and k not in (exclude or [])]
+            if not names:
+                raise DatasetError(f"{path}: no task arrays left (arrays: [{shown}]); keep at "
+                                   "least one")
+            check_task_names(names)
+            X = data.read(input_key)
+            labels = {k: data.read(k) for k in names}
     except UnsafeInputError as exc:
         raise DatasetError(str(exc)) from None  # it names the file, the problem and the fix
-    X = arrays.pop(input_key)
-    return from_arrays(
-        X,
-        arrays,
-        kinds=kinds,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        name=path.stem,
-    )
+    X = check_inputs(X, what=f"the inputs {input_key!r} of {path}")
+    if len(X) == 0:
+        raise DatasetError(f"{path}: the input {input_key!r} has no rows")
+    for k, y in labels.items():
+        if len(y) != len(X):
+            raise DatasetError(f"{path}: array {k!r} has {len(y)} rows but the input "
+                               f"{input_key!r} has {len(X)}; every task array needs one label "
+                               "per input row (or exclude it)")
+    return X, labels, names
+
+
+def _names(option: str, value: Sequence[str] | str | None) -> list[str] | None:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if value is not None and not (isinstance(value, (list, tuple))
+                                  and all(isinstance(v, str) for v in value)):
+        raise DatasetError(f"{option}={value!r} must be a list of array names, e.g. "
+                           f"{option}=['a', 'b']")
+    return None if value is None else list(value)
+
+
+def from_npz(
+    path: str | Path,
+    *,
+    input_key: str = "X",
+    kinds: Mapping[str, str] | None = None,
+    tasks: Sequence[str] | str | None = None,
+    exclude: Sequence[str] | str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> DatasetSplits:
+    """Load an ``.npz`` file: the array ``X`` is the input, the other arrays are tasks.
+
+    ``tasks=["smile", "age"]`` picks the task arrays, ``exclude=["ids"]`` drops some (an id or
+    weight array is not a task); kinds are inferred from the labels (0/1 or two values:
+    binary, a few whole numbers: multiclass, other numbers: regression; see
+    :mod:`mtlsearch.data.sources.infer`) unless ``kinds=`` names them. The registered ``npz``
+    dataset, :func:`mtlsearch.data.sources.load_npz`, also takes binary tasks' ``metric`` and
+    ``pos_weight``.
+
+    The file is read member by member (:class:`mtlsearch.safety.NpzReader`): pickled object
+    arrays, non-zip files, a ``.npy`` instead of an ``.npz``, headers that disagree with the
+    data and decompression bombs are refused before their data is read; every task array's
+    name must be a valid task name.
+    """
+    from mtlsearch.data.sources.infer import infer_tasks
+
+    path = Path(path)
+    X, labels, _ = read_npz(path, tasks=_names("tasks", tasks), exclude=_names("exclude", exclude),
+                            input_key=input_key)
+    inferred = infer_tasks(labels, kinds, where=f"{path}: ")
+    specs = []
+    for t in inferred:
+        if t.kind == "multiclass":
+            specs.append(TaskSpec(t.name, kind=t.kind, num_classes=t.num_classes))
+        elif t.kind == "regression":
+            out_dim = int(np.prod(t.labels.shape[1:])) if t.labels.ndim > 1 else 1
+            specs.append(TaskSpec(t.name, kind=t.kind, out_dim=out_dim))
+        else:
+            specs.append(TaskSpec(t.name, kind=t.kind))
+    splits = from_arrays(X, {t.name: t.labels for t in inferred}, tasks=specs, seed=seed,
+                         val_fraction=val_fraction, test_fraction=test_fraction, name=path.stem)
+    label_maps = {t.name: t.classes for t in inferred if t.classes is not None}
+    splits.info.update({"kinds": {t.name: t.kind for t in inferred},
+                        **({"label_maps": label_maps} if label_maps else {})})
+    return splits

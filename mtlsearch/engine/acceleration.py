@@ -64,9 +64,11 @@ def _bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def _fits_on_device(dataset: MultiTaskDataset | None, device: torch.device) -> bool:
+def _fits_on_device(dataset: Any, device: torch.device) -> bool:
     if dataset is None or device.type != "cuda":
         return False
+    if not isinstance(dataset, MultiTaskDataset):
+        return False  # a streaming dataset is read batch by batch (pinned memory)
     size = dataset.inputs.numel() * dataset.inputs.element_size()
     size += sum(t.numel() * t.element_size() for t in dataset.targets.values())
     free, _ = torch.cuda.mem_get_info(device)
@@ -78,7 +80,7 @@ def resolve(
     device: torch.device,
     *,
     input_ndim: int,
-    datasets: Sequence[MultiTaskDataset | None] = (),
+    datasets: Sequence[Any] = (),
 ) -> Acceleration:
     """Turn a :class:`~mtlsearch.engine.train.TrainConfig`'s ``None`` (automatic) fields into choices.
 
@@ -87,7 +89,9 @@ def resolve(
             ``data_on_device``).
         device: Where training runs.
         input_ndim: Dimensions of one batch of inputs (4 for images).
-        datasets: The splits that would be copied to the device.
+        datasets: The splits that would be copied to the device (a streaming dataset,
+            :class:`mtlsearch.data.streaming.StreamingDataset`, never is: its batches go
+            through its DataLoader's pinned memory).
     """
     cuda = device.type == "cuda"
     amp = _bf16_supported(device) if config.amp is None else bool(config.amp)
@@ -105,6 +109,11 @@ def resolve(
         on_device = cuda and all(_fits_on_device(d, device) for d in datasets if d is not None)
     else:
         on_device = bool(config.data_on_device) and device.type != "cpu"
+        streamed = [d for d in datasets if d is not None and not isinstance(d, MultiTaskDataset)]
+        if on_device and streamed:
+            log.warning("data_on_device=True is ignored: a streaming dataset is read batch by "
+                        "batch")
+            on_device = False
     return Acceleration(amp=amp, channels_last=channels_last, compile=bool(config.compile),
                         data_on_device=on_device)
 

@@ -7,7 +7,7 @@ single-task learning.
 
 Example:
     >>> from mtlsearch.tasks.kinds import TaskSpec
-    >>> delta_mtl({"a": {"accuracy": 0.9}}, {"a": {"accuracy": 0.8}}, [TaskSpec("a")]).overall
+    >>> round(delta_mtl({"a": {"accuracy": 0.9}}, {"a": {"accuracy": 0.8}}, [TaskSpec("a")]).overall, 6)
     12.5
 """
 
@@ -111,8 +111,19 @@ def evaluate(
 
 
 def metric_directions(spec: TaskSpec) -> dict[str, bool]:
-    """``{metric: higher is better}`` of the metrics that count in Δ_MTL for ``spec``."""
-    return dict(get_task_kind(spec.kind).metrics)
+    """``{metric: higher is better}`` of the metrics that count in Δ_MTL for ``spec``.
+
+    The kind decides (:meth:`~mtlsearch.tasks.kinds.TaskKind.delta_metrics`): a binary task
+    counts its primary metric only (``options["metric"]``, accuracy by default), regression
+    both MAE and RMSE; every metric is still reported.
+
+    Example:
+        >>> metric_directions(TaskSpec("rare", options={"metric": "balanced_accuracy"}))
+        {'balanced_accuracy': True}
+    """
+    kind = get_task_kind(spec.kind)
+    chosen = getattr(kind, "delta_metrics", None)  # kinds written before delta_metrics existed
+    return dict(chosen(spec)) if callable(chosen) else dict(kind.metrics)
 
 
 @dataclass(frozen=True)
@@ -130,8 +141,10 @@ def delta_mtl(
 ) -> DeltaMTL:
     """Δ_MTL of ``metrics`` against the single-task ``reference`` (AdaShare eq. 6).
 
-    A metric whose reference is zero is compared in absolute terms (x100) rather than
-    dividing by zero.
+    Each task counts the metrics :func:`metric_directions` names (a binary task its primary
+    metric, ``options["metric"]``). A metric whose reference is zero is compared in absolute
+    terms (x100) rather than dividing by zero; a NaN metric (AUROC of a split with one class)
+    makes its task's and the overall Δ_MTL NaN.
     """
     per_task: dict[str, float] = {}
     for spec in tasks:

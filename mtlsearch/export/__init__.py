@@ -35,7 +35,7 @@ from mtlsearch.export.format import (
     MAX_JSON_BYTES,
     WEIGHTS_FILE,
 )
-from mtlsearch.export.predict_files import predict_npz, write_npz
+from mtlsearch.export.predict_files import PredictionResult, predict_files, predict_npz, write_npz
 from mtlsearch.export.read import load, read_architecture
 from mtlsearch.export.write import export_model
 
@@ -44,10 +44,12 @@ __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_SCHEMA_VERSION",
     "MAX_JSON_BYTES",
+    "PredictionResult",
     "WEIGHTS_FILE",
     "export_model",
     "load",
     "predict",
+    "predict_files",
     "predict_npz",
     "read_architecture",
     "write_npz",

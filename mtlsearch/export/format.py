@@ -16,12 +16,17 @@ __all__ = [
     "MAX_JSON_BYTES",
     "ONNX_FILE",
     "PICTURE_STEM",
+    "PREPROCESSING_SCHEMA_VERSION",
     "WEIGHTS_FILE",
     "sha256_file",
 ]
 
 EXPORT_FORMAT = "mtlsearch.export"
-EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA_VERSION = 2
+# Version 2 adds the optional "preprocessing" and "input_normalization" fields. A folder without
+# them is still written as version 1 (every reader reads it); one with them is version 2, so an
+# older mtlsearch refuses it with "upgrade" rather than predicting on unprepared inputs.
+PREPROCESSING_SCHEMA_VERSION = 2
 MAX_JSON_BYTES = 50 * 1024 * 1024  # an architecture is kilobytes; refuse to parse a huge file
 
 ARCHITECTURE_FILE = "architecture.json"

@@ -52,7 +52,9 @@ _ST_DTYPES = {
 _CONVERTIBLE = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 _HEADER_ALLOWANCE = 4096  # bytes of a safetensors header beyond ~160 per tensor
 _TOP_FIELDS = {"format", "schema_version", "mtlsearch_version", "graph", "weights",
-               "input_shape", "metrics", "info", "onnx", "training"}
+               "input_shape", "metrics", "info", "onnx", "training", "preprocessing",
+               "input_normalization"}
+_V2_FIELDS = ("preprocessing", "input_normalization")
 _SPEC_FIELDS = {"name", "kind", "num_classes", "out_dim", "weight", "options"}
 _MAX_DIM = 2**40  # a width or class count beyond this is never real
 
@@ -71,7 +73,11 @@ def load(
             name and arguments recorded in the export.
 
     Returns:
-        The model in eval mode, with the exported weights and masks.
+        The model in eval mode, with the exported weights and masks. ``model.preprocessing``
+        is the recorded :class:`~mtlsearch.data.preprocess.Preprocessing` (``None`` for an
+        export without one): apply ``model.preprocessing.eval_transform()`` (or
+        ``prepare_files`` / ``prepare_array``) to new raw inputs. ``model.input_normalization``
+        is the backbone's ``{"mean", "std"}`` the network applies itself (or ``None``).
 
     Raises:
         ExportError: naming the file at fault, the problem and the fix (missing, linked or
@@ -90,7 +96,8 @@ def load(
     # the skeleton matches the weights file, whose size the user already has on disk.
     try:
         with torch.device("meta"):
-            space = _space_for(graph, folder, space)
+            given = space
+            space = _space_for(graph, folder, given)
             specs = _task_specs(graph, folder)
             skeleton = _materialize(graph, space, specs, folder)
             expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
@@ -112,6 +119,8 @@ def load(
         )
     state = _read_weights(record, folder, expected, skeleton)
     _verify_onnx(record, folder)
+    if given is None:  # a space built on the meta device may hold meta tensors (buffers)
+        space = _space_for(graph, folder, None)
     model = _materialize(graph, space, specs, folder)
     _load_state(model, state)
     training = record.get("training") or {}
@@ -119,7 +128,39 @@ def load(
         raise ExportError(f"{folder / ARCHITECTURE_FILE}: 'training' must be an object, got "
                           f"{type(training).__name__}; the file was edited: export the model again")
     model.train_info = dict(training)  # how it was trained (the loss weighting), for the record
+    model.preprocessing = _preprocessing(record, folder)
+    model.input_normalization = _normalization(record, folder)
     return model.to(device).eval()
+
+
+def _preprocessing(record: dict[str, Any], folder: Path) -> Any:
+    """The recorded :class:`Preprocessing`, or ``None`` when the export has none."""
+    from mtlsearch.data.preprocess import Preprocessing
+
+    data = record.get("preprocessing")
+    if data is None:
+        return None
+    try:
+        return Preprocessing.from_dict(data)
+    except (MTLSearchError, TypeError) as exc:
+        raise ExportError(f"{folder / ARCHITECTURE_FILE}: invalid preprocessing: {exc}; the file "
+                          "was edited: export the model again") from None
+
+
+def _normalization(record: dict[str, Any], folder: Path) -> dict[str, list[float]] | None:
+    norm = record.get("input_normalization")
+    if norm is None:
+        return None
+    ok = isinstance(norm, dict) and set(norm) == {"mean", "std"} and all(
+        isinstance(v, list) and v and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v
+        ) for v in norm.values()
+    )
+    if not ok:
+        raise ExportError(f"{folder / ARCHITECTURE_FILE}: input_normalization must be "
+                          '{"mean": [numbers], "std": [numbers]}; the file was edited: export the '
+                          "model again")
+    return {"mean": [float(x) for x in norm["mean"]], "std": [float(x) for x in norm["std"]]}
 
 
 def _materialize(graph: SharingGraph, space: Any, specs: list[TaskSpec], folder: Path) -> MultiTaskModel:
@@ -182,6 +223,10 @@ def read_architecture(folder: str | Path) -> dict[str, Any]:
     if unknown:
         raise ExportError(f"{path} has unknown fields {unknown[:5]}; it was edited or written by "
                           "another program: export the model again")
+    early = [k for k in _V2_FIELDS if k in record and version < 2]
+    if early:
+        raise ExportError(f"{path}: field {early[0]!r} needs schema_version 2 (version 1 has no "
+                          "such field); the file was edited: export the model again")
     return record
 
 
@@ -213,7 +258,9 @@ def _space_for(graph: SharingGraph, folder: Path, space: SearchSpace | None) -> 
     if not isinstance(kwargs, dict):
         raise ExportError(f"{folder / ARCHITECTURE_FILE}: the space's kwargs must be an object")
     try:
-        built = create_space(name, **kwargs)
+        built = _without_pretrained_file(name, kwargs)
+        if built is None:
+            built = create_space(name, **kwargs)
     except UnknownNameError as exc:
         raise ExportError(
             f"{folder / ARCHITECTURE_FILE} needs search space {name!r}: {exc}; install the plugin "
@@ -231,6 +278,28 @@ def _space_for(graph: SharingGraph, folder: Path, space: SearchSpace | None) -> 
             "the file was edited: export the model again"
         )
     return built
+
+
+def _without_pretrained_file(name: str, kwargs: dict[str, Any]) -> SearchSpace | None:
+    """The space rebuilt without its pretrained ``weights`` file, or ``None`` to build it as
+    recorded.
+
+    The export holds the trained weights, which replace the pretrained ones: the file the
+    search started from (often on another machine) is not needed to load the model. The
+    recorded normalisation and freezing are kept, and the skeleton built from this space must
+    match the weights file key for key, so a space whose architecture needs the file fails
+    there, never silently. A space that refuses to be built without it is built as recorded.
+    """
+    from mtlsearch.registry import create_space
+
+    if kwargs.get("weights") is None:
+        return None
+    try:
+        return create_space(name, **{**kwargs, "weights": None})
+    except UnknownNameError:
+        raise
+    except MTLSearchError:
+        return None
 
 
 def _task_specs(graph: SharingGraph, folder: Path) -> list[TaskSpec]:

@@ -30,13 +30,13 @@ from mtlsearch.errors import ExportError
 from mtlsearch.export.format import (
     ARCHITECTURE_FILE,
     EXPORT_FORMAT,
-    EXPORT_SCHEMA_VERSION,
     GRAPHML_FILE,
     ONNX_ATOL,
     ONNX_FILE,
     ONNX_INPUT,
     ONNX_RTOL,
     PICTURE_STEM,
+    PREPROCESSING_SCHEMA_VERSION,
     WEIGHTS_FILE,
     sha256_file,
 )
@@ -54,6 +54,7 @@ def export_model(
     info: dict[str, Any] | None = None,
     onnx: bool = False,
     picture: bool = True,
+    preprocessing: Any = None,
 ) -> Path:
     """Write ``model`` to ``folder``: architecture, weights, pictures and (optionally) ONNX.
 
@@ -70,6 +71,13 @@ def export_model(
         onnx: Also write ``model.onnx`` (raw outputs per task, dynamic batch axis) and check
             it against PyTorch with onnxruntime.
         picture: Draw ``architecture.png`` and ``architecture.svg``.
+        preprocessing: How the training inputs were prepared (a
+            :class:`~mtlsearch.data.preprocess.Preprocessing` or its ``to_dict()``; usually
+            ``splits.preprocessing``), recorded so that :func:`~mtlsearch.export.load` gives it
+            back as ``model.preprocessing`` and ``predict`` on files applies it (without
+            augmentation). ``None``: the model's own ``preprocessing`` attribute (set by
+            ``load``), if any. The search space's ``input_normalization`` (a pretrained
+            backbone's mean/std, applied inside the network) is recorded too, for information.
 
     Returns:
         The export folder.
@@ -93,7 +101,7 @@ def export_model(
         graph = _graph_with_meta(model)
         record = {
             "format": EXPORT_FORMAT,
-            "schema_version": EXPORT_SCHEMA_VERSION,
+            "schema_version": 1,  # raised by the fields that need a later version
             "mtlsearch_version": _version(),
             "graph": _jsonable(graph.to_dict(), "graph", strict=False),
             "weights": _write_weights(model, tmp / WEIGHTS_FILE),
@@ -103,6 +111,7 @@ def export_model(
             "training": _jsonable(dict(getattr(model, "train_info", None) or {}), "training",
                                   strict=False),
         }
+        _record_preprocessing(record, model, preprocessing)
         graph.write_graphml(tmp / GRAPHML_FILE)
         if picture:
             _write_picture(graph, tmp / PICTURE_STEM)
@@ -115,6 +124,43 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _record_preprocessing(record: dict[str, Any], model: MultiTaskModel, preprocessing: Any) -> None:
+    """Add the ``preprocessing`` and ``input_normalization`` fields (schema version 2)."""
+    from mtlsearch.data.preprocess import Preprocessing
+    from mtlsearch.errors import MTLSearchError
+
+    if preprocessing is None:
+        preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None:
+        try:
+            if not isinstance(preprocessing, Preprocessing):
+                preprocessing = Preprocessing.from_dict(preprocessing)
+        except MTLSearchError as exc:
+            raise ExportError(f"cannot record the preprocessing: {exc}") from None
+        record["preprocessing"] = _jsonable(preprocessing.to_dict(), "preprocessing")
+    norm = _input_normalization(model.space)
+    if norm is not None:
+        record["input_normalization"] = norm
+    if "preprocessing" in record or "input_normalization" in record:
+        record["schema_version"] = max(record["schema_version"], PREPROCESSING_SCHEMA_VERSION)
+
+
+def _input_normalization(space: Any) -> dict[str, list[float]] | None:
+    """The space's ``input_normalization`` ``(mean, std)`` as ``{"mean": [...], "std": [...]}``."""
+    norm = getattr(space, "input_normalization", None)
+    if norm is None:
+        return None
+    if isinstance(norm, Mapping):
+        mean, std = norm.get("mean"), norm.get("std")
+    else:
+        mean, std = norm
+    mean = [float(v) for v in np.asarray(mean, dtype=np.float64).reshape(-1)]
+    std = [float(v) for v in np.asarray(std, dtype=np.float64).reshape(-1)]
+    if not all(math.isfinite(v) for v in mean + std):
+        raise ExportError(f"the search space's input_normalization is not finite ({mean}, {std})")
+    return {"mean": mean, "std": std}
 
 
 def _check_destination(folder: Path) -> None:

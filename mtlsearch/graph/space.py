@@ -157,6 +157,11 @@ class SearchSpace:
         head_factories: ``{task kind: factory(spec, feature_shape)}`` overriding the kind's
             default head.
         description: One line for listings.
+        keeps_weights: ``make_block`` returns a copy of the same initial weights every time
+            (pretrained weights, or ``from_modules(..., keep_weights=True)``) instead of fresh
+            ones: every branch of a graph starts from those weights.
+        input_normalization: ``(mean, std)`` per input channel that the first block applies
+            to its input (pretrained backbones), or None; recorded for exports.
     """
 
     def __init__(
@@ -168,6 +173,8 @@ class SearchSpace:
         kwargs: dict[str, Any] | None = None,
         head_factories: dict[str, HeadFactory] | None = None,
         description: str = "",
+        keeps_weights: bool = False,
+        input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     ):
         if not block_factories:
             raise SpaceError(f"search space {name!r} has no blocks")
@@ -177,6 +184,11 @@ class SearchSpace:
         self.description = description
         self._block_factories = list(block_factories)
         self._head_factories = dict(head_factories or {})
+        self.keeps_weights = bool(keeps_weights)
+        self.input_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        if input_normalization is not None:
+            mean, std = input_normalization
+            self.input_normalization = (tuple(map(float, mean)), tuple(map(float, std)))
 
     @property
     def num_blocks(self) -> int:
@@ -187,7 +199,8 @@ class SearchSpace:
         return {"name": self.name, "kwargs": dict(self.kwargs)}
 
     def make_block(self, index: int) -> Block:
-        """A new instance of block ``index`` with fresh weights."""
+        """A new instance of block ``index``: fresh weights, or with :attr:`keeps_weights` a
+        copy of the space's initial (e.g. pretrained) weights."""
         if not 0 <= index < self.num_blocks:
             raise SpaceError(
                 f"search space {self.name!r} has blocks 0..{self.num_blocks - 1}, not {index}"
@@ -292,24 +305,37 @@ def from_modules(
     input_shape: Sequence[int],
     name: str = "custom",
     head_factories: dict[str, HeadFactory] | None = None,
+    keep_weights: bool = False,
 ) -> SearchSpace:
     """A search space from your own list of modules (or zero-argument factories).
 
     Modules are deep-copied with their parameters reset for every instantiation, so each block
-    node of a graph gets fresh weights. A module whose output shape equals its input shape can
-    be skipped (identity); others cannot. Custom spaces are not in the registry: exporting
-    one records its name, and loading it needs the same modules again.
+    node of a graph gets fresh weights; with ``keep_weights=True`` they are deep-copied as they
+    are, so every branch starts from the modules' weights (e.g. pretrained ones). A module
+    whose output shape equals its input shape can be skipped (identity); others cannot.
+    Custom spaces are not in the registry: exporting one records its name, and loading it
+    needs the same modules again.
+
+    Example:
+        >>> lin = nn.Linear(4, 4)
+        >>> kept = from_modules([lin], input_shape=(4,), keep_weights=True)
+        >>> bool((kept.make_block(0).module.weight == lin.weight).all())
+        True
     """
+    if not isinstance(keep_weights, bool):
+        raise SpaceError(f"keep_weights must be True or False, got {keep_weights!r}")
+    copy_module = copy.deepcopy if keep_weights else _fresh_copy
     factories: list[Callable[[], Block]] = []
     for i, m in enumerate(modules):
         if isinstance(m, nn.Module):
-            factories.append(lambda m=m: _as_block(_fresh_copy(m)))
+            factories.append(lambda m=m: _as_block(copy_module(m)))
         elif callable(m):
             factories.append(lambda m=m: _as_block(m()))
         else:
             raise SpaceError(f"item {i} of modules is {type(m).__name__}, not an nn.Module")
     space = SearchSpace(
-        name=name, input_shape=input_shape, block_factories=factories, head_factories=head_factories
+        name=name, input_shape=input_shape, block_factories=factories,
+        head_factories=head_factories, keeps_weights=keep_weights,
     )
     space.blocks  # noqa: B018 - fail now, naming the block, if the modules do not chain
     return space

@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mtlsearch.defaults import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_TRIALS
 from mtlsearch.engine.compute import compute_unit, parse_compute
 from mtlsearch.engine.scoring import metric_directions
 from mtlsearch.engine.train import TrainConfig
@@ -36,6 +37,7 @@ from mtlsearch.stats import PairedDifference, paired_difference
 from mtlsearch.stats import mean_std as _mean_std
 from mtlsearch.strategy.context import ResultCache
 from mtlsearch.study.runner import search
+from mtlsearch.study.samplers import sampler_setting
 from mtlsearch.study.trials import best_trial, complete_trials
 from mtlsearch.study.weighting_search import requested_weightings
 
@@ -53,12 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Defaults sized so `mtlsearch compare` ends in a few minutes on two CPU cores.
-DEFAULT_EPOCHS = 3
-DEFAULT_TRIALS = 12
-DEFAULT_SEEDS = (0, 1, 2)
-#: Equal compute per search, in hard-sharing trainings (see :func:`compute_unit`).
-DEFAULT_COMPUTE = "6x"
 
 
 def quick_settings(name: str) -> dict[str, Any]:
@@ -220,9 +216,9 @@ def _trial_macs(trial: Any) -> float:
 
 
 def _console() -> Console:
-    console = Console()
-    # Piped or in CI: wide lines beat cells wrapped at 80 columns.
-    return console if console.is_terminal else Console(width=200)
+    from mtlsearch.console import make_console
+
+    return make_console()  # off a terminal: as wide as the table, never cut
 
 
 def _count(value: float | None) -> str:
@@ -260,6 +256,10 @@ def compare(
     console: Console | None = None,
     workers: int = 1,
     weighting: str | Sequence[str] | None = None,
+    sampler: str | None = None,
+    sampler_kwargs: Mapping[str, Any] | None = None,
+    history_lag: int | None = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> Leaderboard:
     """Run every strategy on every seed, rank them and write a report to ``out``.
 
@@ -285,6 +285,10 @@ def compare(
             Strategies must be registered through entry points (a worker is a fresh process).
         weighting: The loss weighting of every search (see :func:`~mtlsearch.study.search`):
             ``None`` keeps the budget's, a name fixes one, ``"auto"`` or a list samples it.
+        sampler, sampler_kwargs, history_lag, callbacks: Every search's Optuna sampler (a
+            name), its arguments, its history lag and the study callbacks (see
+            :func:`~mtlsearch.study.search`; with several workers, callbacks must be
+            ``"module:object"`` paths or picklable).
 
     Returns:
         The :class:`Leaderboard`; the folder holds ``report.md``, ``leaderboard.json``,
@@ -322,6 +326,10 @@ def compare(
     requested = requested_weightings(weighting)
     if requested is not None:
         settings["weighting"] = requested
+    chosen = None  # the default sampler keeps the study names of earlier comparisons
+    if sampler is not None or sampler_kwargs or history_lag is not None:
+        chosen = sampler_setting(sampler, sampler_kwargs, len(objectives), history_lag)
+        settings["sampler"] = chosen
     key = {k: settings[k] for k in ("dataset", "dataset_kwargs", "space", "space_kwargs",
                                     "budget", "objectives")}
     jobs = []
@@ -331,14 +339,17 @@ def compare(
             kwargs = dict(given[name] if name in given else quick_settings(name))
             study_name = _study_name(name, seed, {**key, "strategy_kwargs": kwargs,
                                                   **({"compute": compute_macs} if compute_macs else {}),
-                                                  **({"weighting": requested} if requested else {})})
+                                                  **({"weighting": requested} if requested else {}),
+                                                  **({"sampler": chosen} if chosen else {})})
             jobs.append(dict(strategy=name, dataset=dataset, dataset_kwargs=dict(dataset_kwargs or {}),
                              space=space, budget=budget, seed=seed, storage=storage,
                              study_name=study_name, objectives=list(objectives), pruner=pruner,
                              space_kwargs=space_kwargs, strategy_kwargs=kwargs,
                              out=str(out / "runs" / f"{name}-seed{seed}"),
                              cache=str(out / "cache"), trials=trials, compute=compute_macs,
-                             weighting=requested))
+                             weighting=requested, sampler=sampler,
+                             sampler_kwargs=dict(sampler_kwargs or {}), history_lag=history_lag,
+                             callbacks=list(callbacks or ())))
     workers = max(1, min(int(workers), len(jobs)))
     settings["workers"] = workers
     if workers == 1:
@@ -381,10 +392,9 @@ def _one_search(job: Mapping[str, Any], progress: bool = False,
     common = {**job, "dataset": data if data is not None else _worker_data(key),
               "cache": ResultCache(job["cache"]), "progress": progress}
     start = time.perf_counter()
-    result = search(trials=1, **common)
-    first = result.study.get_trials(deepcopy=False)
-    if trials > 1 and not (first and first[0].state.is_finished() and not first[0].params):
-        result = search(trials=trials, compute=compute, **common)  # samples something: the full budget
+    # One call with the whole budget: the progress counts to it, and a strategy that samples
+    # nothing stops after its one trial by itself.
+    result = search(trials=trials, compute=compute, **common)
     log.info("%s seed %d: %.1fs", name, seed, time.perf_counter() - start)
     points = [{"delta_mtl": t.user_attrs["delta_mtl"], "params": t.user_attrs["params"],
                "label": name, "seed": seed, "trial": t.number,
@@ -394,13 +404,12 @@ def _one_search(job: Mapping[str, Any], progress: bool = False,
     return _run_record(result.study, name, seed), points
 
 
-def _worker_init(threads: int) -> None:
-    import optuna
-    import torch
+def _one_search_tracked(job: dict[str, Any], trackers: Sequence[Any]) -> Any:
+    """:func:`_one_search` in a worker process, with the parent's experiment trackers."""
+    from mtlsearch.study.trackers import tracking
 
-    torch.set_num_threads(threads)
-    # the parent prints one line per finished search; the workers' INFO lines would interleave
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tracking(trackers):
+        return _one_search(job)
 
 
 def _parallel(jobs: list[dict[str, Any]], workers: int,
@@ -411,22 +420,25 @@ def _parallel(jobs: list[dict[str, Any]], workers: int,
     serial run. The single-task reference of a seed is computed once (the cache's file lock:
     the other workers wait for it). Ctrl-C stops every worker; the same call resumes.
     """
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import optuna
     import torch
 
     from mtlsearch.study.storage import open_storage
+    from mtlsearch.study.trackers import active_trackers
+    from mtlsearch.study.workers import spawn_context, worker_init
 
     opened = open_storage(jobs[0]["storage"])
     if isinstance(opened, str):  # a database URL: make its tables now, not in two workers at once
         optuna.storages.RDBStorage(opened)
-    ctx = multiprocessing.get_context("spawn")  # no forked torch state
+    ctx = spawn_context()  # no forked torch state
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
                              initargs=(torch.get_num_threads(),)) as pool:
-        futures = {pool.submit(_one_search, job): i for i, job in enumerate(jobs)}
+        trackers = active_trackers()  # each worker registers copies of the parent's
+        futures = {pool.submit(_one_search_tracked, job, trackers): i
+                   for i, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
                 i = futures[future]

@@ -166,6 +166,15 @@ class SearchProgress:
             self._progress.update(self._epochs_task, description=f"  {text}", visible=True,
                                   total=None, completed=0, info="")
 
+    def message(self, text: str) -> None:
+        """A line about the whole search (why it stops early...), shown unless disabled."""
+        log.info("%s: %s", self.title, text)
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False, markup=False)
+        elif self.enabled:
+            self.console.print(f"{self.title}: {text}", highlight=False, markup=False,
+                               soft_wrap=True)
+
     def trial_started(self, number: int, epochs: int) -> None:
         """A trial starts training for ``epochs`` epochs."""
         log.debug("trial %d started (%d epochs)", number, epochs)

@@ -25,7 +25,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,13 @@ from mtlsearch.registry import create_space, create_strategy, default_strategy, 
 from mtlsearch.strategy.base import Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
+from mtlsearch.study.artifacts import open_artifact_store
+from mtlsearch.study.samplers import (
+    LEGACY_SAMPLER,
+    load_callback,
+    make_sampler,
+    sampler_setting,
+)
 from mtlsearch.study.storage import (
     LEASE_ATTR,
     WORKER_ATTR,
@@ -85,7 +92,8 @@ log = logging.getLogger(__name__)
 
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 _COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_fingerprint",
-             "space", "space_kwargs", "budget", "seed", "objectives", "weighting")
+             "space", "space_kwargs", "budget", "seed", "objectives", "weighting", "sampler",
+             "preprocessing")
 
 
 # --------------------------------------------------------------------------- storage
@@ -94,6 +102,7 @@ _COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_f
 # --------------------------------------------------------------------------- helpers
 _CHARGED_ATTR = "mtlsearch_compute_charged"  # cached items already charged to this study
 _INITIAL_ATTR = "mtlsearch_initial_params"  # the strategy's initial_params were queued
+_STOP_ATTR = "mtlsearch:stop"  # study system attribute: why a callback stopped the study
 
 
 def spent_compute(study: optuna.Study) -> float:
@@ -105,41 +114,6 @@ def spent_compute(study: optuna.Study) -> float:
 def _jsonable(value: Any) -> Any:
     """The value as it reads back from storage (tuples become lists...)."""
     return json.loads(json.dumps(value, default=str))
-
-
-class _TrialSeededSampler(optuna.samplers.BaseSampler):
-    """TPE whose randomness depends on (seed, trial number) only.
-
-    A sampler seeded once would repeat its first proposals when a study is resumed or when
-    two workers start together; seeding per trial keeps trials distinct and reproducible.
-    """
-
-    def __init__(self, seed: int):
-        self._seed = seed
-        self._inner = self._make(0)
-
-    def _make(self, number: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=derive_seed(self._seed, "sampler", number))
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        # A retried trial samples what its original left unsampled as the original would.
-        self._inner = self._make(int(trial.system_attrs.get("failed_trial", trial.number)))
-        self._inner.before_trial(study, trial)
-
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return self._inner.infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-        return self._inner.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-        return self._inner.sample_independent(study, trial, name, dist)
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        self._inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self._inner.reseed_rng()
 
 
 def make_pruner(pruner: str | optuna.pruners.BasePruner | None, epochs: int) -> Any:
@@ -266,6 +240,9 @@ def _setup(
     requested = requested_weightings(weighting)
     if requested is not None:  # absent when not asked for: older studies resume unchanged
         settings["weighting"] = requested
+    prep = getattr(data, "preprocessing", None)
+    if prep is not None:  # how raw inputs became the network's: the export records it
+        settings["preprocessing"] = prep.to_dict()
     ctx = SearchContext(data=data, space=space_obj, budget=budget, seed=seed, cache=cache)
     return _Setup(settings, strategy_obj, ctx)
 
@@ -285,6 +262,8 @@ def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
     if stored is None:
         study.set_user_attr(STUDY_ATTR, settings)
         return
+    # Studies made before samplers could be picked ran seeded TPE with no lag.
+    stored = {**stored, "sampler": stored.get("sampler", LEGACY_SAMPLER)}
     old = _flatten({k: stored.get(k) for k in _COMPARED})
     new = _flatten({k: settings.get(k) for k in _COMPARED})
     diffs = [f"{k}: {old.get(k)!r} (stored) vs {new.get(k)!r} (now)"
@@ -363,6 +342,12 @@ def search(
     cache: ResultCache | str | Path | None = None,
     compute: float | str | None = None,
     weighting: str | Sequence[str] | None = None,
+    sampler: str | optuna.samplers.BaseSampler | None = None,
+    sampler_kwargs: Mapping[str, Any] | None = None,
+    history_lag: int | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None] | str] | None = None,
+    workers: int = 1,
+    artifact_store: Any = None,
 ) -> SearchResult:
     """Search sharing architectures with an Optuna study (created, or resumed if it exists).
 
@@ -376,7 +361,8 @@ def search(
             lease's or one stopped by a full disk does not count: it is queued again with the
             same parameters and seed. A resumed study or several workers run only what is left.
         budget: How every candidate is trained (default ``TrainConfig()``).
-        seed: Seeds training and the sampler (trial ``n`` depends on ``seed`` and ``n`` only).
+        seed: Seeds training and the sampler: trial ``n`` depends on ``seed``, ``n`` and the
+            trials before it only, whatever the number of workers.
         storage: ``None`` (in memory), ``"journal:FILE"`` or a database URL.
         study_name: Defaults to ``"<strategy>-<dataset>-<space>"`` for stored studies.
         objectives: ``delta_mtl`` (maximized) plus optional ``params``/``macs`` (minimized).
@@ -394,6 +380,27 @@ def search(
             ``TrainConfig.weighting``), a registered name (fixed), ``"auto"`` or a list /
             ``"a,b"`` to sample the weighting and its hyper-parameters with the architecture
             (docs/weighting.md).
+        sampler: An Optuna sampler by name (:data:`~mtlsearch.study.samplers.SAMPLERS`:
+            ``tpe``, ``nsga2``, ``nsga3``, ``random``, ``gp``, ``qmc``; default ``tpe``),
+            rebuilt per trial from ``(seed, trial number)`` so that serial and parallel runs
+            give the same trials; or an Optuna sampler instance, used as given (its own seed;
+            not reproducible across workers). Recorded in the study: a resumed study needs
+            the same one.
+        sampler_kwargs: Constructor arguments of a named sampler (e.g.
+            ``{"n_startup_trials": 5}``; not ``seed``).
+        history_lag: Trial ``n``'s sampler sees the trials numbered below ``n - lag`` (default
+            :data:`~mtlsearch.study.samplers.DEFAULT_LAG`), waiting for any still running.
+        callbacks: Optuna study callbacks ``callback(study, frozen_trial)`` (or
+            ``"module:object"`` paths), called after each finished trial, in the process that
+            ran it; one that calls ``study.stop()`` ends the search cleanly after that trial
+            (every worker; the same call later resumes).
+        workers: Processes running trials side by side on one machine (spawned, one torch
+            thread each unless the caller set more), sharing the study through ``storage``
+            (required: a journal, SQLite or database URL). Same trials as one worker.
+        artifact_store: Where trial weights are kept: an ``optuna.artifacts`` store,
+            ``"s3://BUCKET"``, ``"gs://BUCKET"`` or a folder; default ``out/artifacts`` (none
+            without ``out``). The storage records each trial's artifact, so any machine with
+            the storage exports it without retraining (docs/export.md).
 
     Returns:
         A :class:`SearchResult`.
@@ -416,39 +423,98 @@ def search(
     """
     from mtlsearch.study.progress import quiet_optuna
 
+    call = _Call(strategy=strategy, dataset=dataset, space=space, trials=trials, budget=budget,
+                 seed=seed, storage=storage, study_name=study_name, objectives=objectives,
+                 pruner=pruner, dataset_kwargs=dataset_kwargs, space_kwargs=space_kwargs,
+                 strategy_kwargs=strategy_kwargs, out=out, progress=progress, timeout=timeout,
+                 cache=cache, compute=compute, weighting=weighting, sampler=sampler,
+                 sampler_kwargs=sampler_kwargs, history_lag=history_lag,
+                 callbacks=list(callbacks or ()), workers=workers,
+                 artifact_store=artifact_store)
     # Under torchrun, rank 0 runs the study and every rank trains each candidate (DDP).
     with quiet_optuna(progress), torchrun_session(budget.device if budget else None) as ranks:
-        return _search(strategy, dataset, space, trials, budget, seed, storage, study_name,
-                       objectives, pruner, dataset_kwargs, space_kwargs, strategy_kwargs, out,
-                       progress, timeout, cache, ranks, compute, weighting)
+        return _search(call, ranks)
 
 
-def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, seed: int,
-            storage: Any, study_name: str | None, objectives: Sequence[str], pruner: Any,
-            dataset_kwargs: Any, space_kwargs: Any, strategy_kwargs: Any, out: Any,
-            progress: bool, timeout: float | None, cache: Any,
-            ranks: Any = None, compute: float | str | None = None,
-            weighting: str | Sequence[str] | None = None) -> SearchResult:
+@dataclass
+class _Call:
+    """The arguments of one :func:`search` call (what a worker process is handed)."""
+
+    strategy: Any
+    dataset: Any
+    space: Any
+    trials: int
+    budget: Any
+    seed: int
+    storage: Any
+    study_name: str | None
+    objectives: Sequence[str]
+    pruner: Any
+    dataset_kwargs: Any
+    space_kwargs: Any
+    strategy_kwargs: Any
+    out: Any
+    progress: bool
+    timeout: float | None
+    cache: Any
+    compute: float | str | None
+    weighting: Any
+    sampler: Any = None
+    sampler_kwargs: Any = None
+    history_lag: int | None = None
+    callbacks: list[Any] = field(default_factory=list)
+    workers: int = 1
+    artifact_store: Any = None
+
+
+def _check_workers(call: _Call, ranks: Any) -> int:
+    try:
+        workers = int(call.workers)
+    except (TypeError, ValueError):
+        raise MTLSearchError(f"workers must be a whole number, got {call.workers!r}") from None
+    if workers < 1:
+        raise MTLSearchError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and ranks is not None:
+        raise MTLSearchError("workers > 1 cannot run under torchrun (its ranks already train "
+                             "each candidate together); drop --workers or torchrun")
+    if workers > 1 and not isinstance(call.storage, str):
+        raise MTLSearchError(
+            "workers > 1 share the study through its storage: pass storage='journal:FILE.log', "
+            "'sqlite:///FILE.db' or a database URL (an in-memory study lives in one process)")
+    return workers
+
+
+def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResult:
+    """The search of ``call``; ``events`` set: this is a worker process of a parallel search
+    (its progress goes to the parent through ``events``; the parent did the setup)."""
     from mtlsearch.study.progress import SearchProgress
 
-    objectives = _check_objectives(objectives)
+    objectives = _check_objectives(call.objectives)
+    trials, storage, seed = call.trials, call.storage, call.seed
     if trials < 1:
         raise MTLSearchError(f"trials must be at least 1, got {trials}")
+    workers = _check_workers(call, ranks) if events is None else 1
+    cache, out = call.cache, call.out
     if not isinstance(cache, ResultCache):
         folder = cache if cache is not None else (Path(out) / "cache" if out else None)
         cache = ResultCache(folder)
-    setup = _setup(strategy, dataset, space, budget, seed, objectives, dataset_kwargs,
-                   space_kwargs, strategy_kwargs, cache, weighting)
+    setup = _setup(call.strategy, call.dataset, call.space, call.budget, seed, objectives,
+                   call.dataset_kwargs, call.space_kwargs, call.strategy_kwargs, cache,
+                   call.weighting)
     settings, ctx = setup.settings, setup.ctx
-    unit = compute_unit(ctx.data, ctx.space, ctx.budget) if isinstance(compute, str) else 0.0
-    compute = parse_compute(compute, unit)
+    settings["sampler"] = sampler_setting(call.sampler, call.sampler_kwargs, len(objectives),
+                                          call.history_lag)
+    callbacks = [load_callback(c) if isinstance(c, str) else c for c in call.callbacks]
+    unit = compute_unit(ctx.data, ctx.space, ctx.budget) if isinstance(call.compute, str) else 0.0
+    compute = parse_compute(call.compute, unit)
     if ranks is not None and not ranks.join(settings, ctx):
         return SearchResult(None, settings, None)  # a follower rank: it trained along, rank 0 has the study
+    study_name = call.study_name
     if study_name is None and storage is not None:
         study_name = f"{settings['strategy']}-{settings['dataset']}-{settings['space']}"
     opened = open_storage(storage)
     # Optuna prunes single-objective studies only; a bad name is an error either way.
-    pruner_obj = make_pruner(pruner, ctx.budget.epochs)
+    pruner_obj = make_pruner(call.pruner, ctx.budget.epochs)
     if len(objectives) > 1:
         pruner_obj = optuna.pruners.NopPruner()
     with storage_errors(storage):
@@ -456,20 +522,42 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
             storage=opened,
             study_name=study_name,
             directions=[OBJECTIVES[o] for o in objectives],
-            sampler=_TrialSeededSampler(seed),
+            sampler=optuna.samplers.RandomSampler(seed=seed),  # replaced below
             pruner=pruner_obj,
             load_if_exists=True,
         )
+        stored = study.user_attrs.get(STUDY_ATTR)
+        if (stored is not None and "sampler" not in stored and call.sampler is None
+                and call.history_lag is None and not call.sampler_kwargs):
+            settings["sampler"] = dict(LEGACY_SAMPLER)  # an older study keeps its sampler
         _check_settings(study, settings)
     result = SearchResult(study, settings, Path(out) if out else None)
-    runner = _Runner(study, setup, objectives, storage, Path(out) if out else None)
+    runner = _Runner(study, setup, objectives, storage, Path(out) if out else None, callbacks)
+    runner.artifacts = open_artifact_store(call.artifact_store, out=out)
+    chosen = settings["sampler"]
+    study.sampler = make_sampler(
+        call.sampler if isinstance(call.sampler, optuna.samplers.BaseSampler) else chosen["name"],
+        seed=seed, kwargs=chosen["kwargs"], lag=chosen["lag"], n_objectives=len(objectives),
+        on_wait=runner.fail_stale)
+    if events is None:  # a new call resumes a study a callback stopped
+        with contextlib.suppress(Exception):
+            if study._storage.get_study_system_attrs(study._study_id).get(_STOP_ATTR):
+                study._storage.set_study_system_attr(study._study_id, _STOP_ATTR, None)
     finished = runner.count()[0]
     title = "search" if study.study_name.startswith("no-name-") else study.study_name
-    with SearchProgress(trials, done=finished, enabled=progress, best=best_value(study),
-                        title=title) as display:
+    if events is not None:
+        display: Any = events
+    else:
+        display = SearchProgress(trials, done=finished, enabled=call.progress,
+                                 best=best_value(study), title=title)
+    with display:
         runner.display = display
         if finished >= trials:
             log.info("study %r already has %d finished trials", study.study_name, finished)
+            return result
+        why = runner.stop_reason()
+        if why:
+            display.message(why)
             return result
         display.status("single-task reference")
         runner.check_space()
@@ -477,32 +565,46 @@ def _search(strategy: Any, dataset: Any, space: Any, trials: int, budget: Any, s
             ctx.reference()  # once, before the trials: every trial and later study reuses it
         with budget_lock(storage):
             runner.enqueue_initial()
-        deadline = time.monotonic() + timeout if timeout else None
-        while deadline is None or time.monotonic() < deadline:
-            runner.check_space()  # before training, not after: a full disk stops the study
-            with budget_lock(storage):
-                fail_stale_trials(study)  # dead or silent workers' trials: failed, queued again
-                done, running = runner.count()
-                if done + running >= trials:
-                    break
-                if compute is not None and spent_compute(study) >= compute:
-                    log.info("study %r spent its compute budget", study.study_name)
-                    break
-                with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
-                    warnings.filterwarnings("ignore", "Heartbeat of storage")
-                    trial = study.ask()
-                runner.claim(trial)
-            runner.run(trial)
+        if workers > 1:
+            from mtlsearch.study.workers import SharedDisplay, run_workers
+
+            # The workers reopen the cache folder (the reference is in it by now).
+            folder = getattr(cache, "folder", None)
+            runner.display = shared = SharedDisplay(display)
+            # ... and get small loaded data (unpickling it is cheaper than loading it again).
+            handed = replace(call, cache=str(folder) if folder is not None else None,
+                             dataset=ctx.data if _small(ctx.data) else call.dataset)
+            run_workers(_search, handed, workers, shared, lambda: runner.loop(trials, compute, call.timeout),
+                        runner.halt)
+            return result
+        runner.loop(trials, compute, call.timeout)
     return result
+
+
+def _small(data: Any, limit: int = 256 * 2**20) -> bool:
+    """Whether ``data`` is held in tensors of at most ``limit`` bytes in all (then a worker
+    process is handed the loaded splits rather than loading them again)."""
+    try:
+        total = 0
+        for split in (data.train, data.val, data.test):
+            tensors = [split.inputs, *split.targets.values()]
+            if not all(isinstance(t, torch.Tensor) for t in tensors):
+                return False
+            total += sum(t.numel() * t.element_size() for t in tensors)
+        return total <= limit
+    except AttributeError:
+        return False
 
 
 class _Runner:
     """Runs one trial at a time and records it."""
 
     def __init__(self, study: optuna.Study, setup: _Setup, objectives: list[str],
-                 storage: Any, out: Path | None):
+                 storage: Any, out: Path | None, callbacks: Sequence[Any] = ()):
         self.study, self.setup, self.objectives = study, setup, objectives
         self.storage, self.out = storage, out
+        self.callbacks = list(callbacks)
+        self.artifacts: Any = None  # where trial weights go (study.artifacts), set by _search
         self.single = len(objectives) == 1
         self.display: Any = None
         self.worker = worker_identity()
@@ -517,6 +619,82 @@ class _Runner:
         self.meter = Meter(charged_keys=set(study.user_attrs.get(_CHARGED_ATTR, [])))
         self.pending = Compute()  # spent outside a trial (initial_params), for the next one
         self.spent: Meter | None = None  # the running trial's meter
+        self.lost_trial: int | None = None  # a trial another worker failed while this one ran
+        self.halt = threading.Event()  # set from another thread: start no further trial
+
+    # ----------------------------------------------------------------- the loop
+    def loop(self, trials: int, compute: float | None, timeout: float | None) -> None:
+        """Ask, run and record trials until the budget (or a stop) is reached."""
+        study, storage = self.study, self.storage
+        deadline = time.monotonic() + timeout if timeout else None
+        study._thread_local.in_optimize_loop = True  # lets a callback call study.stop()
+        study._stop_flag = False
+        try:
+            while (deadline is None or time.monotonic() < deadline) and not self.halt.is_set():
+                self.check_space()  # before training, not after: a full disk stops the study
+                trial = None
+                with budget_lock(storage):
+                    fail_stale_trials(study)  # dead or silent workers' trials: failed, queued again
+                    done, running = self.count()
+                    if done + running >= trials:
+                        break
+                    if compute is not None and spent_compute(study) >= compute:
+                        log.info("study %r spent its compute budget", study.study_name)
+                        break
+                    why = self.stop_reason()
+                    if why:
+                        self.display.message(why)
+                        break
+                    if not self.first_trial_pending():
+                        with warnings.catch_warnings():  # we run Optuna's heartbeat thread ourselves
+                            warnings.filterwarnings("ignore", "Heartbeat of storage")
+                            trial = study.ask()
+                        self.claim(trial)
+                if trial is None:  # another worker's first trial decides whether to go on
+                    time.sleep(0.2)
+                    continue
+                self.run(trial)
+                if study._stop_flag:
+                    why = f"a callback stopped the study after trial {trial.number}"
+                    study._storage.set_study_system_attr(study._study_id, _STOP_ATTR, why)
+                    self.display.message(why + "; the same command resumes it")
+                    break
+        finally:
+            study._thread_local.in_optimize_loop = False
+
+    def fail_stale(self) -> None:
+        """Fail and queue again dead workers' trials (called while a history is awaited)."""
+        with contextlib.suppress(Exception), budget_lock(self.storage):
+            fail_stale_trials(self.study)
+
+    def stop_reason(self) -> str | None:
+        """Why no further trial should start: a callback stopped the study, or the strategy
+        samples nothing (its one candidate is trained; more trials would repeat it)."""
+        system = self.study._storage.get_study_system_attrs(self.study._study_id)
+        if system.get(_STOP_ATTR):
+            return str(system[_STOP_ATTR])
+        if getattr(self.setup.strategy, "samples_nothing", None) is False:
+            return None
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if not t.params and not t.distributions:
+                return (f"{self.setup.settings['strategy']} samples no parameter: its one "
+                        f"candidate was trained (trial {t.number}), so the search stops; more "
+                        "trials would train the same network again")
+        return None
+
+    def first_trial_pending(self) -> bool:
+        """Whether to wait for another worker's running trial before asking one: no trial is
+        complete yet and a running one has proposed without sampling (or is still proposing),
+        so it may be the whole search."""
+        if getattr(self.setup.strategy, "samples_nothing", None) is False:
+            return False
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            return False
+        for t in trials:
+            if t.state == TrialState.RUNNING and not t.params and not t.distributions:
+                return True
+        return False
 
     def enqueue_initial(self) -> None:
         """Queue the strategy's :meth:`~mtlsearch.strategy.base.Strategy.initial_params` once."""
@@ -584,6 +762,12 @@ class _Runner:
                 if not self.study._storage.get_trial(trial._trial_id).state.is_finished():
                     raise
                 self._lost(trial)
+                return
+        if self.callbacks:
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            if frozen.state.is_finished() and self.lost_trial != trial.number:
+                for callback in self.callbacks:  # as study.optimize calls them
+                    callback(self.study, frozen)
 
     def _requeue(self, trial: optuna.Trial, start: float, reason: str) -> None:
         """Fail ``trial`` for a reason not its own and queue it again; it does not count."""
@@ -600,6 +784,7 @@ class _Runner:
         log.warning("trial %d was failed and queued again by another worker while this one ran "
                     "it (its lease ran out: this worker was silent for longer than the grace "
                     "period); its result is dropped, the retry redoes it", trial.number)
+        self.lost_trial = trial.number
         self.spent = None
         _free_memory()
 
@@ -672,12 +857,14 @@ class _Runner:
         for key, value in data.items():  # every field of TrialResult: one place to add one
             trial.set_user_attr(key, _jsonable(value))
         trial.set_user_attr("strategy", self.setup.settings["strategy"])
-        if self.out is not None and result.model is not None:
-            path = weights_path(self.out, trial.number)
-            save_weights(result.model, path, self.study.study_name, trial.number,
-                          data["graph"])
-            trial.set_user_attr("weights_file", str(path.resolve()))
-            self.largest_weights = max(self.largest_weights, path.stat().st_size)
+        if result.model is not None and (self.out is not None or self.artifacts is not None):
+            kept = save_weights(
+                result.model, weights_path(self.out, trial.number) if self.out else None,
+                self.study.study_name, trial.number, data["graph"], trial=trial,
+                artifact_store=self.artifacts)
+            if kept.path is not None:
+                trial.set_user_attr("weights_file", str(kept.path.resolve()))
+            self.largest_weights = max(self.largest_weights, kept.size)
 
     def _finish(self, trial: optuna.Trial, state: TrialState, start: float,
                 result: dict[str, Any], values: list[float] | None = None, *,

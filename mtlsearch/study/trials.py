@@ -24,14 +24,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.data.dataset import DatasetSplits
 from mtlsearch.engine.train import TrainConfig, seed_everything, train_info
-from mtlsearch.errors import MTLSearchError
+from mtlsearch.errors import ExportError, MTLSearchError, UnknownNameError
 from mtlsearch.graph.sharing import SharingGraph
 from mtlsearch.registry import create_space, create_strategy, load_dataset
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
+from mtlsearch.study.artifacts import (
+    ARTIFACT_ATTR,
+    ArtifactRecord,
+    fetch_weights,
+    scratch_folder,
+    upload_weights,
+)
 
 __all__ = [
     "OBJECTIVES",
+    "KeptWeights",
     "TrialInfo",
     "best_trial",
     "export_trial",
@@ -59,13 +67,63 @@ def _graph_digest(graph: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save_weights(model: Any, path: Path, study_name: str, number: int, graph: dict) -> None:
-    """Write ``model``'s weights to ``path`` atomically, with the study, trial and graph hash.
+@dataclass(frozen=True)
+class KeptWeights:
+    """Where :func:`save_weights` kept a trial's weights.
+
+    Attributes:
+        path: The local file (``None`` when only the artifact store has them).
+        artifact: The artifact's record in the storage (``None`` without a store).
+        size: The file's size in bytes.
+    """
+
+    path: Path | None
+    artifact: ArtifactRecord | None
+    size: int
+
+
+def save_weights(model: Any, path: Path | None, study_name: str, number: int, graph: dict, *,
+                 trial: optuna.Trial | None = None, artifact_store: Any = None,
+                 keep_file: bool | None = None) -> KeptWeights:
+    """Write ``model``'s weights atomically, with the study, trial and graph hash as metadata.
+
+    Args:
+        path: The local file (``OUT/weights/trial_<n>.safetensors``); ``None`` with a store
+            and no ``out``.
+        trial: The running trial: with ``artifact_store``, the file is uploaded to the store
+            and the storage records it (:mod:`mtlsearch.study.artifacts`), so another machine
+            exports the trial without retraining it.
+        artifact_store: An Optuna artifact store (:func:`open_artifact_store`).
+        keep_file: Keep the local file too; default: only when nothing was uploaded.
 
     Raises:
         OSError: The write failed; a full disk is an ``OSError`` with ``errno.ENOSPC`` (or
             ``EDQUOT``) whatever safetensors reported, and no partial file is left behind.
     """
+    upload = trial is not None and artifact_store is not None
+    if path is None and not upload:
+        raise MTLSearchError("save_weights needs a path, or a trial and an artifact store")
+    if not upload:
+        _write_weights(model, path, study_name, number, graph)
+        return KeptWeights(path, None, path.stat().st_size)
+    with contextlib.ExitStack() as stack:
+        if path is None:
+            path = stack.enter_context(scratch_folder()) / f"trial_{number}.safetensors"
+            keep_file = False
+        # Written where it is kept (under out, whose free space the runner checks), then the
+        # store keeps the only copy unless asked otherwise.
+        _write_weights(model, path, study_name, number, graph)
+        try:
+            record = upload_weights(trial, path, artifact_store)
+        finally:
+            if not keep_file:
+                path.unlink()
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # only when empty: no empty weights folder left
+        return KeptWeights(path if keep_file else None, record, record.size)
+
+
+def _write_weights(model: Any, path: Path, study_name: str, number: int, graph: dict) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,46 +299,164 @@ def rebuild_trial(study: optuna.Study, number: int | str) -> tuple[SharingGraph,
     return SharingGraph.from_dict(t.user_attrs["graph"]), info
 
 
-def _load_kept(path: Path, study_name: str, info: TrialInfo) -> dict[str, torch.Tensor] | None:
+def _meta_problem(meta: Mapping[str, str], study_name: str, info: TrialInfo) -> str | None:
+    if meta.get("study") != study_name or meta.get("trial") != str(info.number):
+        return (f"holds trial {meta.get('trial')} of study {meta.get('study')!r}, not trial "
+                f"{info.number} of {study_name!r}")
+    digest = _graph_digest(info.user_attrs["graph"])
+    if meta.get("graph") != digest:
+        return (f"was saved for another architecture (graph hash {meta.get('graph')!r}; the "
+                f"trial's is {digest!r})")
+    return None
+
+
+def _read_kept(path: Path, study_name: str,
+               info: TrialInfo) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """The tensors of a kept safetensors file, or ``None`` and what is wrong with it."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        return None
-    try:
+    try:  # safetensors: a header and raw tensors, nothing to unpickle
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        if (meta.get("study") != study_name or meta.get("trial") != str(info.number)
-                or meta.get("graph") != _graph_digest(info.user_attrs["graph"])):
-            log.info("%s belongs to another study or trial; retraining", path)
-            return None
-        return load_file(str(path))
-    except Exception as exc:  # a truncated file: retrain rather than fail
-        log.warning("cannot read kept weights %s (%s); retraining", path, exc)
+        problem = _meta_problem(meta, study_name, info)
+        return (None, problem) if problem else (load_file(str(path)), None)
+    except Exception as exc:  # a truncated or foreign file
+        return None, f"cannot be read as safetensors ({exc})"
+
+
+def _load_kept(path: Path, study_name: str, info: TrialInfo) -> dict[str, torch.Tensor] | None:
+    """A local kept file's tensors; ``None`` (and retraining) if it is absent or not the trial's."""
+    if not path.is_file():
         return None
+    state, problem = _read_kept(path, study_name, info)
+    if problem:
+        log.warning("kept weights %s %s; not using them", path, problem)
+    return state
+
+
+def _frozen(study: optuna.Study, number: int) -> FrozenTrial:
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def _find_kept(study: optuna.Study, info: TrialInfo, folder: Path, *, out: str | Path | None,
+               artifact_store: Any) -> tuple[dict[str, torch.Tensor] | None, list[str]]:
+    """The trial's kept tensors (artifact store first, then local files) and where it looked.
+
+    Raises:
+        ExportError: The recorded artifact is damaged or is not this trial's (an artifact is
+            a claim the storage makes: it is never silently replaced by retraining).
+    """
+    path, looked = fetch_weights(_frozen(study, info.number), folder, store=artifact_store,
+                                 out=out)
+    if path is not None:
+        state, problem = _read_kept(path, study.study_name, info)
+        if problem:
+            raise ExportError(f"the weights artifact of trial {info.number} of study "
+                              f"{study.study_name!r} {problem}; the artifact store or the "
+                              "storage was changed: restore it, or delete the trial's "
+                              f"{ARTIFACT_ATTR!r} to retrain")
+        return state, looked
+    candidates = [weights_path(out, info.number)] if out is not None else []
+    if "weights_file" in info.user_attrs:
+        candidates.append(Path(info.user_attrs["weights_file"]))
+    for local in dict.fromkeys(candidates):
+        state = _load_kept(local, study.study_name, info)
+        if state is not None:
+            return state, looked
+        looked.append(f"{local}: " + ("not this trial's weights" if local.is_file()
+                                      else "no such file"))
+    return None, looked
+
+
+def _kept_model(graph: SharingGraph, info: TrialInfo, state: dict[str, torch.Tensor], *,
+                dataset: DatasetSplits | None, device: str | None, study: str) -> Any:
+    """The trial's model from kept weights: the graph records the space and task specs."""
+    from mtlsearch.engine.model import materialize
+    from mtlsearch.tasks.kinds import TaskSpec
+
+    s = info.settings
+    if graph.task_specs:
+        tasks = [TaskSpec.from_dict(dict(spec)) for spec in graph.task_specs]
+    elif dataset is not None:
+        tasks = list(dataset.tasks)
+    else:  # a graph recorded before task specs were: only the data knows them
+        tasks = _retrain_context(info, None, None, device, [], "read its task specs",
+                                 study=study).tasks
+    space = create_space(s["space"], **s["space_kwargs"])
+    budget = TrainConfig(**{**s["budget"], "device": device})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s["seed"])
+        model = materialize(graph, space, tasks)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # names or shapes: the space's code changed since the search
+        raise ExportError(f"the kept weights of trial {info.number} do not fit its "
+                          f"architecture built from search space {s['space']!r} now: "
+                          f"{str(exc)[:300]}") from None
+    overrides = info.user_attrs.get("train_overrides") or {}
+    model.train_info = train_info(budget.replace(**{  # as the trainer records it
+        k: overrides[k] for k in ("weighting", "weighting_kwargs") if k in overrides}))
+    return model.eval()
+
+
+def _retrain_context(info: TrialInfo, dataset: DatasetSplits | None, out: str | Path | None,
+                     device: str | None, looked: list[str], why: str = "retrain it", *,
+                     study: str) -> Any:
+    """The search context for retraining; a clear error when the data cannot be loaded."""
+    try:
+        return info.context(dataset=dataset, out=out, device=device)
+    except (MTLSearchError, OSError) as exc:
+        if dataset is not None:
+            raise
+        name = info.settings.get("dataset")
+        if isinstance(exc, UnknownNameError):
+            cause = (f"dataset {name!r} is not a registered name (a search on arrays, "
+                     "from_arrays/from_npz, or a plugin that is not installed)")
+        else:
+            cause = f"dataset {name!r} cannot be loaded: {exc}"
+        found = "; ".join(looked) if looked else "none recorded"
+        raise MTLSearchError(
+            f"trial {info.number} of study {study!r} has no kept weights ({found}), and to "
+            f"{why} mtlsearch needs "
+            f"the data it was searched on, but {cause}. Pass the data: "
+            f"export_trial(study, {info.number}, folder, dataset=splits) / trial_model(..., "
+            "dataset=splits); or point to the kept weights: artifact_store=... "
+            "(--artifact-store) or out=... (--search-out)") from None
 
 
 def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | None = None,
-                dataset: DatasetSplits | None = None, device: str | None = None) -> Any:
-    """The trained model of a trial: kept weights if present, else retrained identically."""
-    from mtlsearch.engine.model import materialize
+                dataset: DatasetSplits | None = None, device: str | None = None,
+                artifact_store: Any = None, retrain: bool = True) -> Any:
+    """The trained model of a trial: its kept weights if found, else retrained identically.
 
+    Kept weights are looked for in the artifact store the storage records (or
+    ``artifact_store``, then ``out/artifacts``), then in ``out/weights`` and the recorded
+    ``weights_file``. With kept weights nothing needs the data: the trial's graph records the
+    space and the task specs. Retraining needs the dataset (loaded by its recorded name, or
+    ``dataset``).
+
+    Args:
+        artifact_store: A store or spec (:func:`~mtlsearch.study.artifacts.open_artifact_store`)
+            overriding the recorded one.
+        retrain: ``False``: an error instead of retraining when no weights are kept.
+
+    Raises:
+        ExportError: A damaged or mismatched weights artifact.
+        MTLSearchError: No kept weights and no way to retrain (the message says how).
+    """
     graph, info = rebuild_trial(study, number)
-    ctx = info.context(dataset=dataset, out=out, device=device)
-    candidates = [Path(info.user_attrs["weights_file"])] if "weights_file" in info.user_attrs else []
-    if out is not None:
-        candidates.insert(0, weights_path(out, info.number))
-    for path in candidates:
-        state = _load_kept(path, study.study_name, info)
-        if state is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                model = materialize(graph, ctx.space, ctx.tasks)
-            model.load_state_dict(state)
-            overrides = info.user_attrs.get("train_overrides") or {}
-            model.train_info = train_info(ctx.budget.replace(**{  # as the trainer records it
-                k: overrides[k] for k in ("weighting", "weighting_kwargs") if k in overrides}))
-            return model.eval()
+    with scratch_folder() as folder:
+        state, looked = _find_kept(study, info, folder, out=out, artifact_store=artifact_store)
+    if state is not None:
+        model = _kept_model(graph, info, state, dataset=dataset, device=device,
+                            study=study.study_name)
+        return _with_preprocessing(model, info, dataset)
+    if not retrain:
+        raise MTLSearchError(f"trial {info.number} of study {study.study_name!r} has no kept "
+                             f"weights ({'; '.join(looked) or 'none recorded'}) and retrain "
+                             "is off")
+    ctx = _retrain_context(info, dataset, out, device, looked, study=study.study_name)
     log.info("no kept weights for trial %d: retraining it", info.number)
     strategy = create_strategy(info.settings["strategy"], **info.settings["strategy_kwargs"])
     seed_everything(derive_seed(ctx.seed, "trial", info.number))
@@ -293,15 +469,31 @@ def trial_model(study: optuna.Study, number: int | str, *, out: str | Path | Non
                                   "task_sampling", ctx.budget.task_sampling))
     proposal.train_overrides = {**proposal.train_overrides, **chosen.overrides}
     result = evaluate_proposal(proposal, ctx, strategy=strategy, trial=None)
-    return result.model.eval()
+    return _with_preprocessing(result.model.eval(), info, ctx.data)
+
+
+def _with_preprocessing(model: Any, info: TrialInfo, dataset: DatasetSplits | None) -> Any:
+    """Give the model the inputs' preprocessing, which the export records.
+
+    The study's recorded ``preprocessing`` settings come first (no data needed), then the
+    dataset's own.
+    """
+    recorded = info.settings.get("preprocessing")
+    if recorded is None and dataset is not None:
+        recorded = getattr(dataset, "preprocessing", None)
+    if recorded is not None and getattr(model, "preprocessing", None) is None:
+        model.preprocessing = recorded  # a Preprocessing or its to_dict(): export takes both
+    return model
 
 
 def export_trial(study: optuna.Study, number: int | str, folder: str | Path, *,
                  out: str | Path | None = None, onnx: bool = False,
-                 dataset: DatasetSplits | None = None) -> Path:
+                 dataset: DatasetSplits | None = None, artifact_store: Any = None,
+                 retrain: bool = True) -> Path:
     """Export trial ``number`` (or ``"best"``) with :func:`mtlsearch.export.export_model`.
 
-    Kept weights (``out/weights`` or the recorded file) are used when present; otherwise the
+    Kept weights (the artifact store, ``out/weights`` or the recorded file; see
+    :func:`trial_model`) are used when found, and then the data is not needed; otherwise the
     trial is retrained from the recorded settings (same seed: same weights on the CPU).
 
     Example:
@@ -310,7 +502,8 @@ def export_trial(study: optuna.Study, number: int | str, folder: str | Path, *,
     from mtlsearch import export
 
     number = _resolve_number(study, number)
-    model = trial_model(study, number, out=out, dataset=dataset)
+    model = trial_model(study, number, out=out, dataset=dataset,
+                        artifact_store=artifact_store, retrain=retrain)
     _, info = rebuild_trial(study, number)
     a = info.user_attrs
     metrics = {"val": a.get("metrics", {}).get("val"), "test": a.get("metrics", {}).get("test"),

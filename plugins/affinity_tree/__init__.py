@@ -17,34 +17,39 @@ Example:
 from __future__ import annotations
 
 from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
+from mtlsearch.registry import lazy_exports
 
-from .affinity import (
-    AffinityTensor,
-    affinity_from_losses,
-    affinity_matrix,
-    per_sample_losses,
-    performance_vector,
-    tournament_matrix,
-)
-from .agreement import pair_spearman, tree_ari
-from .estimators import ESTIMATORS, estimate_affinity, train_single_task
-from .plots import draw_affinity
-from .strategy import AffinityTree
-from .tree import (
-    CLUSTERING_COSTS,
-    TreeCandidate,
-    TreeResult,
-    beam_search,
-    build_tree,
-    clustering_cost,
-    complexity_cost,
-    enumerate_trees,
-    exhaustive_search,
-    is_single_task,
-    pooling_steps,
-    tree_cost,
-    tree_cost_parts,
-)
+_LAZY = {
+    "AffinityTensor": ".affinity",
+    "affinity_from_losses": ".affinity",
+    "affinity_matrix": ".affinity",
+    "per_sample_losses": ".affinity",
+    "performance_vector": ".affinity",
+    "tournament_matrix": ".affinity",
+    "pair_spearman": ".agreement",
+    "tree_ari": ".agreement",
+    "ESTIMATORS": ".estimators",
+    "estimate_affinity": ".estimators",
+    "train_single_task": ".estimators",
+    "draw_affinity": ".plots",
+    "AffinityTree": ".strategy",
+    "CLUSTERING_COSTS": ".tree",
+    "TreeCandidate": ".tree",
+    "TreeResult": ".tree",
+    "beam_search": ".tree",
+    "build_tree": ".tree",
+    "clustering_cost": ".tree",
+    "complexity_cost": ".tree",
+    "enumerate_trees": ".tree",
+    "exhaustive_search": ".tree",
+    "is_single_task": ".tree",
+    "pooling_steps": ".tree",
+    "tree_cost": ".tree",
+    "tree_cost_parts": ".tree",
+}
+# what `from this_plugin import X` finds, imported on first use: listing the strategies
+# imports this module alone
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "AffinityTree",
@@ -78,4 +83,6 @@ __all__ = [
 
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(AffinityTree)
+    register(f"{__name__}.strategy:AffinityTree", name="affinity_tree",
+             description="branched tree from task affinities at every depth (Vandenhende et al.)",
+             dynamic=False, quick_settings={"estimator": "rsa"})

@@ -113,7 +113,7 @@ def _recombined(
 def _pseudo_data(data: MultiTaskDataset, names: dict[tuple[int, int], str], model: MultiTaskModel) -> MultiTaskDataset:
     tasks = [s.name for s in data.tasks]
     targets = {name: data.targets[tasks[i]] for (i, _), name in names.items()}
-    return MultiTaskDataset(data.inputs, targets, model.task_specs)
+    return data.with_targets(targets, model.task_specs)
 
 
 @torch.no_grad()

@@ -13,19 +13,34 @@ Example:
 from __future__ import annotations
 
 from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
+from mtlsearch.registry import lazy_exports
 
-from .capture import GradientRecorder, branch_depth, branch_gradients, branch_layer, branches
-from .clustering import DIRECTIVES, cluster_branches, groups_from_labels
-from .factors import (
-    factor_vector,
-    normalise_rows,
-    sketch_projections,
-    tt_cores,
-    tt_reconstruct,
-    tt_sketch,
-)
-from .merge import MERGE_MODES, merge_branches, merge_weights
-from .strategy import GradientMerge, cluster_size_range, min_samples_range
+_LAZY = {
+    "GradientRecorder": ".capture",
+    "branch_depth": ".capture",
+    "branch_gradients": ".capture",
+    "branch_layer": ".capture",
+    "branches": ".capture",
+    "DIRECTIVES": ".clustering",
+    "cluster_branches": ".clustering",
+    "groups_from_labels": ".clustering",
+    "factor_vector": ".factors",
+    "factor_vectors": ".factors",
+    "normalise_rows": ".factors",
+    "sketch_projections": ".factors",
+    "tt_cores": ".factors",
+    "tt_reconstruct": ".factors",
+    "tt_sketch": ".factors",
+    "MERGE_MODES": ".merge",
+    "merge_branches": ".merge",
+    "merge_weights": ".merge",
+    "GradientMerge": ".strategy",
+    "cluster_size_range": ".strategy",
+    "min_samples_range": ".strategy",
+}
+# what `from this_plugin import X` finds, imported on first use: listing the strategies
+# imports this module alone
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "DIRECTIVES",
@@ -39,6 +54,7 @@ __all__ = [
     "cluster_branches",
     "cluster_size_range",
     "factor_vector",
+    "factor_vectors",
     "groups_from_labels",
     "merge_branches",
     "merge_weights",
@@ -53,4 +69,6 @@ __all__ = [
 
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(GradientMerge)
+    register(f"{__name__}.strategy:GradientMerge", name="gradient_merge", dynamic=True,
+             description="Selective Sharing: per-task branches merged by HDBSCAN on TT gradient "
+                         "factors")

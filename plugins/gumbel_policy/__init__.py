@@ -14,20 +14,35 @@ Example:
 from __future__ import annotations
 
 from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
+from mtlsearch.registry import lazy_exports
 
-from .losses import depth_weights, execute_probability, sharing_loss, soft_decisions, sparsity_loss
-from .plots import draw_policy, draw_task_correlation, task_correlation
-from .policy import (
-    MIN_POLICY_STEPS,
-    PolicyResult,
-    PolicySettings,
-    learn_policy,
-    split_training,
-    train_stochastic_depth,
-)
-from .sampling import decisions_to_graph, most_likely, random_like, sample_decisions
-from .strategy import ABLATIONS, INITIAL_PARAMS, GumbelPolicy
-from .supernet import PolicySupernet
+_LAZY = {
+    "depth_weights": ".losses",
+    "execute_probability": ".losses",
+    "sharing_loss": ".losses",
+    "soft_decisions": ".losses",
+    "sparsity_loss": ".losses",
+    "draw_policy": ".plots",
+    "draw_task_correlation": ".plots",
+    "task_correlation": ".plots",
+    "MIN_POLICY_STEPS": ".policy",
+    "PolicyResult": ".policy",
+    "PolicySettings": ".policy",
+    "learn_policy": ".policy",
+    "split_training": ".policy",
+    "train_stochastic_depth": ".policy",
+    "decisions_to_graph": ".sampling",
+    "most_likely": ".sampling",
+    "random_like": ".sampling",
+    "sample_decisions": ".sampling",
+    "ABLATIONS": ".strategy",
+    "INITIAL_PARAMS": ".strategy",
+    "GumbelPolicy": ".strategy",
+    "PolicySupernet": ".supernet",
+}
+# what `from this_plugin import X` finds, imported on first use: listing the strategies
+# imports this module alone
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ABLATIONS",
@@ -57,4 +72,7 @@ __all__ = [
 
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(GumbelPolicy, tiny={"min_policy_steps": 20, "num_samples": 1})
+    register(f"{__name__}.strategy:GumbelPolicy", name="gumbel_policy",
+             tiny={"min_policy_steps": 20, "num_samples": 1}, dynamic=False,
+             description="AdaShare: per-task select-or-skip block policies learned with "
+                         "Gumbel-softmax", quick_settings={"num_samples": 1})

@@ -1,25 +1,20 @@
-"""Strategy ``hard_sharing``: one backbone shared by every task, one head per task."""
+"""Strategy ``hard_sharing``: one backbone shared by every task, one head per task.
+
+Registered lazily: listing strategies imports only this module, not torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
-from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.registry import lazy_exports
 
-__all__ = ["HardSharing"]
+__all__ = ["HardSharing", "register_strategies"]
 
-
-class HardSharing(Strategy):
-    """All tasks share every block; only the heads are task-specific (the smallest model)."""
-
-    name = "hard_sharing"
-    description = "every block shared by all tasks, one head per task"
-
-    def propose(self, trial: Any, ctx: Any) -> Proposal:
-        return Proposal(ctx.new_graph("hard_sharing"))
+__getattr__ = lazy_exports(__name__, {"HardSharing": ".strategy"})
 
 
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(HardSharing, baseline=1)  # compare's baseline when random_tree is not compared
+    # compare's baseline when random_tree is not compared
+    register(f"{__name__}.strategy:HardSharing", name="hard_sharing", baseline=1,
+             description="every block shared by all tasks, one head per task", dynamic=False)

@@ -1,29 +1,19 @@
-"""Strategy ``single_task``: one separate network per task (the Δ_MTL = 0 reference)."""
+"""Strategy ``single_task``: one separate network per task (the Δ_MTL = 0 reference).
+
+Registered lazily: listing strategies imports only this module, not torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from mtlsearch.hookspecs import StrategyRegistrar, hookimpl
-from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.registry import lazy_exports
 
-__all__ = ["SingleTask"]
+__all__ = ["SingleTask", "register_strategies"]
 
-
-class SingleTask(Strategy):
-    """Every task gets its own chain of blocks: no weights are shared.
-
-    Its Δ_MTL is zero up to training noise, and its size is the upper bound every sharing
-    strategy should undercut.
-    """
-
-    name = "single_task"
-    description = "one separate network per task (the Δ_MTL reference)"
-
-    def propose(self, trial: Any, ctx: Any) -> Proposal:
-        return Proposal(ctx.new_graph("single_task"))
+__getattr__ = lazy_exports(__name__, {"SingleTask": ".strategy"})
 
 
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(SingleTask)
+    register(f"{__name__}.strategy:SingleTask", name="single_task",
+             description="one separate network per task (the Δ_MTL reference)", dynamic=False)

@@ -19,19 +19,34 @@ import argparse
 from collections.abc import Sequence
 
 from mtlsearch.hookspecs import CommandRegistrar, StrategyRegistrar, hookimpl
+from mtlsearch.registry import lazy_exports
 
-from .evaluation import (
-    DEFAULT_MAX_BYTES,
-    BatchedRouting,
-    evaluate_routed,
-    routed_bytes_per_row,
-    routed_forward,
-    task_chunk_size,
-)
-from .extract import SUPPORTED_BLOCKS, SpecialisedSubnet, extract_subnet
-from .masks import SCHEMES, MaskStats, mask_stats, routing_masks, shared_units
-from .norms import norm_statistics, recalibrate_norms
-from .strategy import INITIAL_SIGMAS, TASK_NORMS, TaskRouting, routed_graph
+_LAZY = {
+    "DEFAULT_MAX_BYTES": ".evaluation",
+    "BatchedRouting": ".evaluation",
+    "evaluate_routed": ".evaluation",
+    "routed_bytes_per_row": ".evaluation",
+    "routed_forward": ".evaluation",
+    "task_chunk_size": ".evaluation",
+    "SUPPORTED_BLOCKS": ".extract",
+    "SpecialisedSubnet": ".extract",
+    "extract_subnet": ".extract",
+    "SCHEMES": ".masks",
+    "MaskStats": ".masks",
+    "mask_stats": ".masks",
+    "routing_masks": ".masks",
+    "shared_units": ".masks",
+    "norm_statistics": ".norms",
+    "recalibrate_norms": ".norms",
+    "INITIAL_SIGMAS": ".strategy",
+    "TASK_NORMS": ".strategy",
+    "TaskRouting": ".strategy",
+    "routed_graph": ".strategy",
+}
+_LAZY.update(dict.fromkeys(("sigma_sweep", "SweepResult", "plot_sigma_sweep"), ".sweep"))
+# what `from this_plugin import X` finds, imported on first use: listing the strategies
+# imports this module alone
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "BatchedRouting",
@@ -58,18 +73,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # the sweep pulls in matplotlib: import it only when asked for
-    if name in ("sigma_sweep", "SweepResult", "plot_sigma_sweep"):
-        from . import sweep
-
-        return getattr(sweep, name)
-    raise AttributeError(name)
-
-
 @hookimpl
 def register_strategies(register: StrategyRegistrar) -> None:
-    register(TaskRouting)
+    register(f"{__name__}.strategy:TaskRouting", name="task_routing", dynamic=True,
+             description="hard-shared backbone with fixed random per-task channel masks "
+                         "(sharing ratio σ)")
 
 
 def _sweep_main(argv: Sequence[str]) -> int:

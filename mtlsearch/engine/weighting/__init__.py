@@ -3,8 +3,8 @@
 A plugin kind of its own (``register_weightings``), composed with any architecture: the
 trainer builds the weighting ``TrainConfig.weighting`` names and calls it once per step
 (:mod:`mtlsearch.engine.weighting.base` has the interface and its lifecycle). Built in, and
-registered through the ``builtin_weightings`` entry point exactly as a third-party plugin
-would be:
+registered through the ``builtin_weightings`` entry point (:mod:`mtlsearch.builtins.weightings`,
+lazily: listing them imports no torch) exactly as a third-party plugin would be:
 
 * loss weightings (:mod:`~mtlsearch.engine.weighting.builtin`): ``equal`` (the default),
   ``uw`` (uncertainty, Kendall et al. 2018), ``dwa`` (dynamic weight average, Liu et al.
@@ -42,7 +42,6 @@ from mtlsearch.engine.weighting.builtin import (
     UncertaintyWeighting,
 )
 from mtlsearch.errors import MTLSearchError
-from mtlsearch.hookspecs import WeightingRegistrar, hookimpl
 
 __all__ = [
     "BACKWARD_SHARE",
@@ -57,23 +56,12 @@ __all__ = [
     "Weighting",
     "WeightingStep",
     "make_weighting",
-    "register_weightings",
     "split_parameters",
 ]
 
-_LOSS_WEIGHTINGS = (EqualWeighting, UncertaintyWeighting, DynamicWeightAverage, GradNorm,
-                    RandomLossWeighting)
-# Tiny sizes: the settings that keep a conformance step cheap (most need none).
-_TINY: dict[str, dict[str, Any]] = {}
-
-
-@hookimpl
-def register_weightings(register: WeightingRegistrar) -> None:
-    """Contribute the built-in loss weightings and the torchjd aggregators."""
-    for cls in _LOSS_WEIGHTINGS:
-        register(cls.name, cls, tiny=_TINY.get(cls.name))
-    for name, (cls, tiny) in AGGREGATORS.items():
-        register(name, cls, tiny=tiny)
+# Each torchjd aggregator class by its own name (``UPGradWeighting``, ...), where the lazy
+# registrations of mtlsearch.builtins.weightings find them.
+globals().update({cls.__name__: cls for cls, _ in AGGREGATORS.values()})
 
 
 def make_weighting(name: str, kwargs: Any = None) -> Weighting:

@@ -1,0 +1,189 @@
+"""Parallel trials: one search, and the main job (``mtlsearch compare``), with 1 and 2 workers.
+
+Each part runs the same work with each worker count, side by side in one process, and checks
+the results are the same (the trials of the search: parameters, graphs, metrics; the
+comparison's leaderboard and runs). Printed: wall seconds, speed-up over one worker.
+
+    python benchmarks/bench_workers.py --json workers.json              # both parts
+    python benchmarks/bench_workers.py --part search --workers 1 2 4    # a scaling table
+    python benchmarks/bench_workers.py --quick                          # a smoke run
+
+The search part is a 20-trial ``random_tree`` search of ``multi_digits``/``small_cnn`` (2
+epochs) whose single-task reference is computed once beforehand (the same cache for every
+worker count), so the figures time the trials. The compare part runs ``mtlsearch compare``
+with its defaults (every strategy, seeds 0, 1, 2) in a fresh folder per worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine_info  # noqa: E402
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _trials(study: Any) -> list[dict[str, Any]]:
+    """What must not depend on the worker count: each trial's state, parameters, graph,
+    objectives and metrics."""
+    return [{"number": t.number, "state": t.state.name, "params": t.params,
+             "graph": t.user_attrs.get("graph"), "values": t.values,
+             "metrics": t.user_attrs.get("metrics")}
+            for t in sorted(study.get_trials(), key=lambda t: t.number)]
+
+
+def search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import optuna
+    import torch
+
+    from mtlsearch.engine.train import TrainConfig
+    from mtlsearch.study import search
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.quick:
+        setup = dict(dataset="synthetic", space="mlp", space_kwargs={"widths": [16, 16]},
+                     dataset_kwargs={"n_tasks": 4, "n_samples": 600})
+        trials, epochs = 8, 1
+    else:
+        setup = dict(dataset="multi_digits", space="small_cnn")
+        trials, epochs = args.trials, args.epochs
+    budget = TrainConfig(epochs=epochs)
+    cache = work / "cache"
+    common = dict(strategy="random_tree", budget=budget, seed=0, progress=False,
+                  cache=str(cache), **setup)
+    # The single-task reference once, into the shared cache: every run below times trials.
+    search(trials=1, storage=None, **common)
+    rows, reference_trials = [], None
+    for workers in args.workers:
+        folder = work / f"search-w{workers}"
+        start, cpu = time.perf_counter(), _cpu()
+        result = search(trials=trials, storage=f"journal:{folder / 'study.log'}", out=folder,
+                        workers=workers, **common)
+        wall, cpu = time.perf_counter() - start, _cpu() - cpu
+        got = _trials(result.study)
+        if reference_trials is None:
+            reference_trials = got
+        rows.append({"workers": workers, "wall_s": wall, "cpu_s": cpu, "trials": len(got),
+                     "same_trials": got == reference_trials})
+        print(f"search, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), {len(got)} trials, "
+              "same trials as "
+              f"{args.workers[0]} worker(s): {got == reference_trials}", flush=True)
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = base / r["wall_s"]
+    return {"strategy": "random_tree", "trials": trials, "epochs": epochs, **setup,
+            "rows": rows}
+
+
+def _board(folder: Path) -> dict[str, Any]:
+    board = json.loads((folder / "leaderboard.json").read_text())
+    keep = ("strategy", "seed", "trial", "delta_mtl", "delta_mtl_test", "params", "macs",
+            "graph", "hyperparams", "n_trials", "compute_macs", "error")
+    runs = [{k: r.get(k) for k in keep} for r in board["runs"]]
+    rows = [{k: r.get(k) for k in ("strategy", "delta_mtl", "delta_mtl_test", "params")}
+            for r in board["leaderboard"]]
+    return {"runs": runs, "rows": rows}
+
+
+def compare_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from mtlsearch.cli.main import main
+
+    extra = (["--strategies", "hard_sharing,random_tree", "--seeds", "0,1", "--trials", "3",
+              "--dataset", "synthetic", "--space", "mlp", "--epochs", "1"]
+             if args.quick else [])
+    rows, reference = [], None
+    for workers in args.workers:
+        folder = work / f"compare-w{workers}"
+        argv = ["compare", "--out", str(folder), "--workers", str(workers), "--quiet",
+                "--json", *extra]
+        start, cpu = time.perf_counter(), _cpu()
+        with open(os.devnull, "w") as sink:
+            stdout, sys.stdout = sys.stdout, sink
+            try:
+                code = main(argv)
+            finally:
+                sys.stdout = stdout
+        wall, cpu = time.perf_counter() - start, _cpu() - cpu
+        if code != 0:
+            raise SystemExit(f"mtlsearch {' '.join(argv)} failed with status {code}")
+        board = _board(folder)
+        reference = board if reference is None else reference
+        rows.append({"workers": workers, "wall_s": wall, "cpu_s": cpu,
+                     "same_leaderboard": board == reference,
+                     "ranking": [r["strategy"] for r in board["rows"]]})
+        print(f"compare, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), same leaderboard as "
+              f"{args.workers[0]} worker(s): {board == reference}", flush=True)
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = base / r["wall_s"]
+    return {"command": "mtlsearch compare " + " ".join(extra) + " --workers N",
+            "rows": rows}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (run_all.py's declaration is checked against them)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=("search", "compare", "all"), default="all")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                   help="worker counts, the first is the baseline (default 1 2)")
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="tiny data: a smoke run")
+    p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--keep", default=None, help="keep the studies in this folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if any(w < 1 for w in args.workers):
+        p.error("--workers counts must be at least 1")
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = list(os.getloadavg())
+    data: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/bench_workers.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
+        "quick": args.quick, "machine": machine_info("cpu"), "load_before": load_before,
+    }
+    try:
+        if args.part in ("search", "all"):
+            data["search"] = search_part(args, work)
+        if args.part in ("compare", "all"):
+            data["compare"] = compare_part(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    data["load_after"] = list(os.getloadavg())
+    for part in ("search", "compare"):
+        for r in data.get(part, {}).get("rows", []):
+            print(f"{part}: {r['workers']} worker(s) {r['wall_s']:.1f} s, speed-up "
+                  f"{r['speedup']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

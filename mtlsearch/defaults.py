@@ -1,0 +1,17 @@
+"""The defaults ``compare`` runs with, in a module light enough for ``mtlsearch --help``.
+
+:mod:`mtlsearch.study.comparison` (which imports Optuna and torch) and the ``compare``
+command's help texts both read them here. Sized so ``mtlsearch compare`` ends in a few minutes
+on two CPU cores.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_TRIALS", "DEFAULT_SEEDS", "DEFAULT_COMPUTE"]
+
+DEFAULT_EPOCHS = 3
+DEFAULT_TRIALS = 12
+DEFAULT_SEEDS = (0, 1, 2)
+#: Equal compute per search, in hard-sharing trainings (see
+#: :func:`mtlsearch.engine.compute.compute_unit`).
+DEFAULT_COMPUTE = "6x"

@@ -1,0 +1,275 @@
+"""Parallel trials on one machine: worker processes that share one study through its storage.
+
+:func:`run_workers` runs the search loop of :func:`~mtlsearch.study.runner.search` in this
+process and in ``N - 1`` spawned ones (no forked torch state), all on the same study: the budget lock keeps
+the trial count exact, the per-trial seeding and the sampler's fixed history
+(:mod:`mtlsearch.study.samplers`) keep the trials those of a serial run, and their progress
+comes back through a queue to the one display of the parent. Ctrl-C stops every worker (each
+queues its running trial again); a worker that dies (``kill -9``) leaves a trial that the next
+process to ask for one fails and queues again.
+
+Example:
+    >>> from mtlsearch.study import search
+    >>> search(strategy="random_tree", trials=20, workers=2,
+    ...        storage="journal:runs/s.log")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue as queue_module
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mtlsearch.errors import MTLSearchError, OutOfSpaceError, StorageError
+
+__all__ = ["EventSender", "SharedDisplay", "run_workers", "spawn_context", "worker_init"]
+
+log = logging.getLogger(__name__)
+
+_ERRORS = {"MTLSearchError": MTLSearchError, "OutOfSpaceError": OutOfSpaceError,
+           "StorageError": StorageError}
+
+
+def spawn_context() -> Any:
+    """The multiprocessing context of every mtlsearch worker (spawn: no forked torch state)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+def worker_init(threads: int) -> None:
+    """What every worker process does first: its torch threads, and Optuna's INFO lines off
+    (the parent reports progress; the workers' own lines would interleave)."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(max(int(threads), 1))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class EventSender:
+    """A worker's progress display: every call goes to the parent's display as an event."""
+
+    def __init__(self, events: Any, index: int):
+        self._events, self._index = events, index
+
+    def __enter__(self) -> EventSender:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def _send(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self._events.put(("call", self._index, name, args, kwargs))
+
+    def status(self, text: str) -> None:
+        self._send("status", text)
+
+    def message(self, text: str) -> None:
+        self._send("message", text)
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        self._send("trial_started", number, epochs)
+
+    def epoch_end(self, epoch: int, delta: float | None = None) -> None:
+        self._send("epoch_end", epoch, delta)
+
+    def trial_finished(self, number: int, state: str, **kwargs: Any) -> None:
+        self._send("trial_finished", number, state, **kwargs)
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    # The terminal's Ctrl-C and the parent's forward may both come: the second must not
+    # interrupt the first's clean-up (queueing the running trial again).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM" if signum == signal.SIGTERM else "")
+
+
+def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: int,
+                 index: int, trackers: Sequence[Any] = ()) -> None:
+    """One worker process: ``target`` (the runner's search loop, handed over by reference:
+    this module imports no runner) on the shared study; the parent did the setup.
+    ``trackers``: the parent's experiment trackers, registered here as copies of their own."""
+    from mtlsearch.study.trackers import tracking
+
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    worker_init(threads)
+    call.workers, call.progress = 1, False
+    try:
+        with tracking(trackers):
+            target(call, None, events=EventSender(events, index))
+    except KeyboardInterrupt:
+        events.put(("interrupted", index))
+        sys.exit(130)
+    except BaseException as exc:
+        events.put(("error", index, type(exc).__name__, str(exc),
+                    traceback.format_exc()[-3000:]))
+        sys.exit(1)
+    events.put(("done", index))
+
+
+def _start(ctx: Any, target: Callable[..., Any], call: Any, events: Any, threads: int,
+           index: int) -> Any:
+    from mtlsearch.study.trackers import active_trackers
+
+    process = ctx.Process(target=_worker_main,
+                          args=(target, call, events, threads, index, active_trackers()),
+                          name=f"mtlsearch-worker-{index}", daemon=False)
+    try:
+        process.start()
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise MTLSearchError(
+            f"cannot hand the search to a worker process ({exc}): with workers > 1 the "
+            "strategy, dataset and callbacks must be picklable (module-level functions and "
+            "classes, or 'module:object' callback paths, not lambdas)") from None
+    return process
+
+
+class SharedDisplay:
+    """The parent's display, shared by its own trials and the workers' events (two threads)."""
+
+    def __init__(self, display: Any):
+        self._display, self._lock = display, threading.RLock()
+        self._said: set[str] = set()
+
+    def message(self, text: str) -> None:
+        """Every process says why the study stops: shown once."""
+        with self._lock:
+            if text not in self._said:
+                self._said.add(text)
+                self._display.message(text)
+
+    def __enter__(self) -> SharedDisplay:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._display, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+        return call
+
+
+def run_workers(target: Callable[..., Any], call: Any, workers: int, display: Any,
+                own: Callable[[], None], halt: threading.Event) -> Any:
+    """Run the search ``call`` with ``workers`` processes in all: this one (``own()``, its
+    search loop) and ``workers - 1`` spawned ones running ``target(call, None, events=...)``
+    (a module-level function: it is pickled by reference), until the budget is spent.
+
+    ``display`` (a :class:`SharedDisplay`, also this process's) shows every process's trials; ``halt`` is set when a worker fails, to stop
+    ``own()`` after its running trial. Returns when every worker is done; a worker that died
+    (``kill -9``) leaves a trial that this process's loop, run once more at the end, fails and
+    redoes (the other processes do so while they run).
+
+    Raises:
+        KeyboardInterrupt: after every worker stopped (each queued its running trial again).
+        MTLSearchError: a worker failed (its message, and where).
+    """
+    import torch
+
+    ctx = spawn_context()
+    events = ctx.Queue()
+    threads = torch.get_num_threads()
+    procs = {i: _start(ctx, target, call, events, threads, i) for i in range(1, workers)}
+    errors: list[tuple[str, str, str]] = []
+    ended: set[int] = set()  # workers that reported how they ended
+    died: list[int] = []
+    lock = threading.Lock()
+
+    def pump(timeout: float) -> None:
+        try:
+            event = events.get(timeout=timeout)
+        except queue_module.Empty:
+            return
+        while True:
+            kind = event[0]
+            if kind == "call":
+                _, _, name, args, kwargs = event
+                if name != "status":  # the parent already said what it set up
+                    getattr(display, name)(*args, **kwargs)
+            elif kind == "error":
+                ended.add(event[1])
+                errors.append(tuple(event[2:]))
+                halt.set()
+            else:
+                ended.add(event[1])
+            try:
+                event = events.get_nowait()
+            except queue_module.Empty:
+                return
+
+    finished = threading.Event()
+
+    def monitor() -> None:
+        while True:
+            pump(0.2)
+            with lock:
+                for index, process in list(procs.items()):
+                    if process.exitcode is None:  # polling also reaps: a dead pid is seen dead
+                        continue
+                    del procs[index]
+                    if process.exitcode != 0 and index not in ended:
+                        died.append(index)
+                        log.warning("worker %d (pid %d) died (exit code %s); its trial is "
+                                    "queued again by the next worker that asks for one",
+                                    index, process.pid, process.exitcode)
+                if not procs and finished.is_set():
+                    break
+        pump(0.1)
+
+    watcher = threading.Thread(target=monitor, name="mtlsearch-workers", daemon=True)
+    watcher.start()
+    try:
+        own()
+        finished.set()
+        if errors:  # a worker failed: the others stop too (each queues its trial again)
+            with lock:
+                running = dict(procs)
+            _stop(running)
+        while watcher.is_alive():
+            watcher.join(timeout=0.5)
+        if died and not errors and not halt.is_set():
+            own()  # a dead worker's last trial: failed, queued again and redone here
+    except BaseException:
+        finished.set()
+        with lock:
+            running = dict(procs)
+        _stop(running)
+        watcher.join(timeout=10)
+        raise
+    if errors:
+        name, message, where = errors[0]
+        kind = _ERRORS.get(name)
+        if kind is not None:
+            raise kind(message)
+        raise MTLSearchError(f"a worker failed: {name}: {message}\n{where}")
+    return None
+
+
+def _stop(procs: dict[int, Any]) -> None:
+    """Interrupt the workers still running and wait for them (each queues its trial again)."""
+    for process in procs.values():
+        if process.exitcode is None and process.pid is not None:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    for process in procs.values():
+        process.join(timeout=60)
+        if process.exitcode is None:
+            log.warning("worker pid %d did not stop within 60 s; killing it", process.pid)
+            process.kill()
+            process.join(timeout=10)

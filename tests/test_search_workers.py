@@ -1,0 +1,122 @@
+"""Parallel trials in one search: worker processes sharing one study give the trials of a
+serial run, and a killed worker's trial is retried with the budget kept exact."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from mtlsearch.data.builtin.synthetic import load_synthetic
+from mtlsearch.engine.train import TrainConfig
+from mtlsearch.errors import MTLSearchError
+from mtlsearch.plugins.random_tree.strategy import RandomTree
+from mtlsearch.strategy.base import Proposal, Strategy
+from mtlsearch.study import search
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    # One result cache for the module: the single-task reference is trained once.
+    return {"dataset": load_synthetic(n_tasks=3, n_samples=240), "space": "mlp",
+            "space_kwargs": {"widths": [8, 8]}, "budget": TrainConfig(epochs=1, batch_size=64),
+            "progress": False, "cache": str(tmp_path_factory.mktemp("cache"))}
+
+
+def _trials(study) -> dict[int, tuple]:
+    return {t.number: (t.state.name, t.params, json.dumps(t.user_attrs.get("graph"),
+                                                          sort_keys=True),
+                       t.user_attrs.get("delta_mtl"), json.dumps(t.user_attrs.get("metrics"),
+                                                                 sort_keys=True))
+            for t in study.get_trials()}
+
+
+class PeerFirst(RandomTree):
+    """random_tree whose first trial in the calling process (``wait=True``) waits until a
+    spawned worker has claimed a trial: both processes then surely train (tiny trials would
+    all be done before a worker starts)."""
+
+    def __init__(self, *, wait: bool = False):
+        super().__init__()
+        self.wait = wait
+
+    def propose(self, trial, ctx):
+        proposal = super().propose(trial, ctx)  # sampled: the other worker may ask now
+        if self.wait and multiprocessing.parent_process() is None and trial.number == 0:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(
+                    t.user_attrs.get("worker", {}).get("pid") not in (None, os.getpid())
+                    for t in trial.study.get_trials(deepcopy=False)):
+                time.sleep(0.1)
+        return proposal
+
+
+def test_two_workers_give_the_trials_of_one(tiny, tmp_path):
+    # TPE after 2 trials with a lag of 1: trial 3 waits for the history it models.
+    common = dict(trials=4, sampler_kwargs={"n_startup_trials": 2}, history_lag=1, **tiny)
+    serial = search(strategy=PeerFirst(), storage=f"journal:{tmp_path / 'a.log'}",
+                    out=tmp_path / "a", **common)
+    parallel = search(strategy=PeerFirst(wait=True), storage=f"journal:{tmp_path / 'b.log'}",
+                      out=tmp_path / "b", workers=2, **common)
+    assert _trials(parallel.study) == _trials(serial.study)
+    assert len(_trials(serial.study)) == 4
+    pids = {t.user_attrs["worker"]["pid"] for t in parallel.study.trials}
+    assert len(pids) == 2  # this process and the spawned worker both trained
+
+
+class KillOnce(Strategy):
+    """Samples one of two graphs; the first trial a spawned worker runs kills that worker
+    (SIGKILL: no clean-up at all) right after sampling. This process is a worker too: its
+    first trial waits until that happened."""
+
+    name = "test_kill_once"
+
+    def __init__(self, *, marker: str = ""):
+        self.marker = marker
+
+    def propose(self, trial, ctx):
+        groups = trial.suggest_int("groups", 1, 2)
+        marker = Path(self.marker)
+        if multiprocessing.parent_process() is None:  # the calling process
+            deadline = time.monotonic() + 120
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)  # let the spawned worker take (and die on) a trial first
+        elif not marker.exists():
+            marker.write_text(str(trial.number))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Proposal(ctx.new_graph("hard_sharing" if groups == 1 else "single_task"))
+
+
+def test_a_killed_workers_trial_is_retried_and_the_budget_stays_exact(tiny, tmp_path):
+    strategy = KillOnce(marker=str(tmp_path / "killed"))
+    result = search(strategy=strategy, trials=4, storage=f"journal:{tmp_path / 's.log'}",
+                    out=tmp_path, workers=2, **tiny)
+    trials = result.study.get_trials()
+    killed = int((tmp_path / "killed").read_text())
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == 4  # exactly the budget
+    assert len(failed) == 1 and failed[0].number == killed
+    assert failed[0].user_attrs["fail_reason"].startswith("abandoned")
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == failed[0].params  # the same trial, redone
+
+
+def test_a_strategy_that_samples_nothing_runs_once_with_workers(tiny, tmp_path):
+    result = search(strategy="hard_sharing", trials=3, storage=f"journal:{tmp_path / 's.log'}",
+                    out=tmp_path, workers=2, **tiny)
+    assert [t.state for t in result.study.get_trials()] == [TrialState.COMPLETE]
+
+
+def test_workers_need_a_shared_storage(tiny):
+    with pytest.raises(MTLSearchError, match="share the study through its storage"):
+        search(strategy="random_tree", trials=2, workers=2, **tiny)
+    with pytest.raises(MTLSearchError, match="at least 1"):
+        search(strategy="random_tree", trials=2, workers=0, storage="journal:x.log", **tiny)

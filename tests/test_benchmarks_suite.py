@@ -187,7 +187,7 @@ def test_main_job_target_full_and_quick():
     assert full.figure == 300.0 and full.met
     assert not search.main_job_target(search_json(wall=400.0)).met
     quick = search.main_job_target(search_json(seeds=(0,), wall=150.0))
-    assert quick.figure == pytest.approx(450.0) and quick.met is False  # 3 x 150 s > 360 s
+    assert quick.figure == pytest.approx(450.0) and quick.met is False  # 3 x 150 s > 300 s
     assert "estimated from 1 of 3 seeds" in quick.what
     assert "Quick run: 1 of the 3 default seeds" in search.main_job_markdown(
         search_json(seeds=(0,), wall=150.0))

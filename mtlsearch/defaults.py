@@ -7,7 +7,9 @@ on two CPU cores.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_TRIALS", "DEFAULT_SEEDS", "DEFAULT_COMPUTE"]
+import os
+
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_TRIALS", "DEFAULT_SEEDS", "DEFAULT_COMPUTE", "usable_cores"]
 
 DEFAULT_EPOCHS = 3
 DEFAULT_TRIALS = 12
@@ -15,3 +17,10 @@ DEFAULT_SEEDS = (0, 1, 2)
 #: Equal compute per search, in hard-sharing trainings (see
 #: :func:`mtlsearch.engine.compute.compute_unit`).
 DEFAULT_COMPUTE = "6x"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system has one): what
+    default worker counts are sized by."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)

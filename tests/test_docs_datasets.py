@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mtlsearch.data.sources import SOURCES
+from mtlsearch.builtins.datasets import SOURCES
 from mtlsearch.registry import list_datasets
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"

@@ -7,7 +7,6 @@ in the real formats (npz, CSV, Parquet, PNG/JPEG), and once through the command 
 from __future__ import annotations
 
 import json
-import types
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from mtlsearch import hookimpl
 from mtlsearch.data.sources import (
     from_dataframe,
     from_torch_dataset,
@@ -23,7 +21,6 @@ from mtlsearch.data.sources import (
     load_folder,
     load_npz,
     load_table,
-    register_sources,
 )
 from mtlsearch.data.sources.infer import MAX_CLASSES
 from mtlsearch.errors import DatasetError
@@ -256,41 +253,26 @@ def test_torch_dataset_with_dict_or_vector_labels(streaming):
 # ------------------------------------------------------------------------------ CLI
 def test_cli_search_on_a_folder_and_load_dataset_names(tmp_path, capsys):
     from mtlsearch.cli.main import main
-    from mtlsearch.plugin_manager import register_plugin, unregister_plugin
-    from mtlsearch.registry import load_dataset
+    from mtlsearch.registry import load_dataset  # the sources are built-in datasets
 
     images = tmp_path / "imgs"
     images.mkdir()
     _folder(images, n=40, size=(8, 8), name="attrs.csv")
     _frame().to_csv(tmp_path / "t.csv", index=False)
-    plugin = types.SimpleNamespace(register_datasets=hookimpl(register_sources))
-    register_plugin(plugin, name="test-sources")
-    try:
-        csv = load_dataset(f"csv:{tmp_path / 't.csv'}", targets="blood", inputs="height,weight")
-        assert csv.task_names == ["blood"]
-        # a study records name and kwargs: they load the same data again
-        path, _, _ = _npz(tmp_path)
-        folder = load_folder(images, labels="attrs.csv", augment={"flip": True}, seed=3)
-        for data in (csv, load_npz(path, exclude="ids", metric="f1"), folder):
-            again = load_dataset(data.name, **json.loads(json.dumps(data.kwargs)))
-            assert again.fingerprint() == data.fingerprint() and again.tasks == data.tasks
-        rc = main(["search", "--dataset", f"folder:{images}", "--dataset-arg", "labels=attrs.csv",
-                   "--dataset-arg", "tasks=Smiling,Hair", "--space", "small_cnn",
-                   "--strategy", "hard_sharing", "--trials", "1", "--epochs", "1",
-                   "--storage", "memory", "--out", str(tmp_path / "out"), "-q"])
-        assert rc == 0, capsys.readouterr().err
-        assert "Pareto front (1 trial)" in capsys.readouterr().out
-    finally:
-        unregister_plugin("test-sources")
-
-
-def test_the_built_in_registration_lists_the_same_sources():
-    """The light registration (mtlsearch.builtins.datasets) carries its own copy of the rows,
-    so `mtlsearch datasets` imports no torch: both must say the same."""
-    from mtlsearch.builtins.datasets import SOURCES as registered
-    from mtlsearch.data.sources import SOURCES
-
-    assert registered == SOURCES
+    csv = load_dataset(f"csv:{tmp_path / 't.csv'}", targets="blood", inputs="height,weight")
+    assert csv.task_names == ["blood"]
+    # a study records name and kwargs: they load the same data again
+    path, _, _ = _npz(tmp_path)
+    folder = load_folder(images, labels="attrs.csv", augment={"flip": True}, seed=3)
+    for data in (csv, load_npz(path, exclude="ids", metric="f1"), folder):
+        again = load_dataset(data.name, **json.loads(json.dumps(data.kwargs)))
+        assert again.fingerprint() == data.fingerprint() and again.tasks == data.tasks
+    rc = main(["search", "--dataset", f"folder:{images}", "--dataset-arg", "labels=attrs.csv",
+               "--dataset-arg", "tasks=Smiling,Hair", "--space", "small_cnn",
+               "--strategy", "hard_sharing", "--trials", "1", "--epochs", "1",
+               "--storage", "memory", "--out", str(tmp_path / "out"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert "Pareto front (1 trial)" in capsys.readouterr().out
 
 
 def test_a_table_records_its_input_columns_and_its_class_names():

@@ -24,28 +24,6 @@ torch.set_num_threads(1)
 ATTRIBUTES = ["Smiling", "Eyeglasses"]  # two tasks: each needs a single-task reference
 
 
-@pytest.fixture(autouse=True)
-def _folder_datasets_registered():
-    """The ``folder:`` datasets, registered as the built-ins will register them."""
-    from mtlsearch.plugin_manager import register_plugin, unregister_plugin
-    from mtlsearch.registry import datasets
-
-    if "folder" in {r.name for r in datasets().registrations()}:
-        yield
-        return
-    from mtlsearch import hookimpl
-    from mtlsearch.data.sources import register_sources
-
-    class Sources:
-        @hookimpl
-        def register_datasets(self, register):
-            register_sources(register)
-
-    name = register_plugin(Sources(), name="test-worked-example-sources")
-    yield
-    unregister_plugin(name)
-
-
 def _celeba_like(root, n, size, seed):
     """``n`` JPEGs ``000001.jpg ...`` whose colours carry the attributes, and their CSV."""
     rng = np.random.default_rng(seed)

@@ -48,8 +48,7 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
-#: Your own data (``--dataset npz:PATH`` ...), the same rows as
-#: :data:`mtlsearch.data.sources.SOURCES` (tests/test_sources.py checks): registered name, loader (``"module:function"``, imported on first use) and its one line.
+#: Your own data (``--dataset npz:PATH`` ...), :mod:`mtlsearch.data.sources`: registered name, loader (``"module:function"``, imported on first use) and its one line.
 SOURCES: tuple[tuple[str, str, str], ...] = (
     ("npz", "mtlsearch.data.sources.arrays:load_npz",
      "Load an ``.npz``: ``input_key`` is the input, the chosen arrays are tasks."),

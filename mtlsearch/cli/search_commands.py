@@ -212,8 +212,9 @@ def workers(asked: int | None) -> int:
         if asked < 1:
             raise MTLSearchError(f"--workers must be at least 1, got {asked}")
         return asked
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, cores or 1))
+    from mtlsearch.defaults import usable_cores
+
+    return min(8, usable_cores())
 
 
 def per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -24,12 +24,12 @@ alone, as it would without sharing.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from mtlsearch.defaults import usable_cores
 from mtlsearch.errors import MTLSearchError
 
 __all__ = ["CONTEXT_BYTES", "MEMORY_SHARE", "MAX_TRAININGS", "DeviceShare",
@@ -132,6 +132,5 @@ def plan_device_share(space: Any, dataset: Any, *, batch_size: int,
     device = torch.device(device)
     peak = measure_training_peak(space, dataset, batch_size=batch_size, device=device)
     free, _total = torch.cuda.mem_get_info(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    limit = cap if cap is not None else min(MAX_TRAININGS, cores or 1)
+    limit = cap if cap is not None else min(MAX_TRAININGS, usable_cores())
     return trainings_per_device(peak, free, cap=limit)

@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mtlsearch.console import make_console  # off a terminal: as wide as the table
 from mtlsearch.defaults import DEFAULT_COMPUTE, DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_TRIALS
 from mtlsearch.engine.compute import compute_unit, parse_compute
 from mtlsearch.engine.scoring import metric_directions
@@ -126,7 +127,7 @@ class Leaderboard:
 
     def print(self, console: Console | None = None) -> None:
         """Print the table (stdout by default)."""
-        (console or _console()).print(self.table())
+        (console or make_console()).print(self.table())
 
     def to_markdown(self) -> str:
         """``report.md``: settings, the leaderboard, per-task metrics and the pictures."""
@@ -215,10 +216,6 @@ def _trial_macs(trial: Any) -> float:
     return float((trial.user_attrs.get("compute") or {}).get("macs", 0.0))
 
 
-def _console() -> Console:
-    from mtlsearch.console import make_console
-
-    return make_console()  # off a terminal: as wide as the table, never cut
 
 
 def _count(value: float | None) -> str:
@@ -355,7 +352,7 @@ def compare(
     if workers == 1:
         done = [_one_search(job, progress=progress, data=data) for job in jobs]
     else:
-        done = _parallel(jobs, workers, (console or _console()) if progress else None)
+        done = _parallel(jobs, workers, (console or make_console()) if progress else None)
     runs = [run for run, _ in done]
     points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
@@ -368,7 +365,7 @@ def compare(
     write_report(board, out)
     if show:
         board.print(console)
-        (console or _console()).print(f"report: {out / 'report.md'}")
+        (console or make_console()).print(f"report: {out / 'report.md'}")
     return board
 
 

@@ -1,8 +1,8 @@
 """Your own data as datasets: ``.npz`` arrays, tables, image folders and torch datasets.
 
 Each source is a function returning :class:`~mtlsearch.data.dataset.DatasetSplits`, usable
-from Python and, once registered (:func:`register_sources`), from every command that takes
-``--dataset``:
+from Python and, registered by the built-in ``builtin_datasets`` entry point
+(:mod:`mtlsearch.builtins.datasets`), from every command that takes ``--dataset``:
 
 =================================  ===========================================================
 ``npz:PATH``                       :func:`load_npz`: input array ``X``, a label array per task
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mtlsearch.data.sources.table import from_dataframe, load_table
     from mtlsearch.data.sources.torch_dataset import from_torch_dataset
 
-# Loaded on first use: registering the sources (register_sources) imports none of them.
+# Loaded on first use: importing this package imports none of the sources.
 _LAZY = {
     "load_npz": "arrays", "load_folder": "folder", "infer_task": "infer",
     "infer_tasks": "infer", "from_dataframe": "table", "load_table": "table",
@@ -44,7 +44,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "SOURCES",
     "from_dataframe",
     "from_torch_dataset",
     "infer_task",
@@ -52,31 +51,7 @@ __all__ = [
     "load_folder",
     "load_npz",
     "load_table",
-    "register_sources",
 ]
-
-
-#: Registered name, loader (``"module:function"``, imported on first use) and its one line.
-SOURCES: tuple[tuple[str, str, str], ...] = (
-    ("npz", "mtlsearch.data.sources.arrays:load_npz",
-     "Load an ``.npz``: ``input_key`` is the input, the chosen arrays are tasks."),
-    ("csv", "mtlsearch.data.sources.table:load_table",
-     "``csv:PATH``: a CSV, TSV or Parquet table, ``targets`` columns as tasks."),
-    ("parquet", "mtlsearch.data.sources.table:load_table",
-     "``csv:PATH``: a CSV, TSV or Parquet table, ``targets`` columns as tasks."),
-    ("folder", "mtlsearch.data.sources.folder:load_folder",
-     "Load a folder of images and its label table as multi-task splits."),
-)
-
-
-def register_sources(register: Any) -> None:
-    """Register ``npz``, ``csv``, ``parquet`` and ``folder`` (no tiny size: they need files).
-
-    Call it from a ``register_datasets`` hook implementation with its ``register``; the
-    loaders are imported when first used.
-    """
-    for name, where, description in SOURCES:
-        register(name, where, tiny=None, description=description)
 
 
 def __getattr__(name: str) -> Any:

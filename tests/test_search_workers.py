@@ -120,3 +120,66 @@ def test_workers_need_a_shared_storage(tiny):
         search(strategy="random_tree", trials=2, workers=2, **tiny)
     with pytest.raises(MTLSearchError, match="at least 1"):
         search(strategy="random_tree", trials=2, workers=0, storage="journal:x.log", **tiny)
+
+
+def _journal_trials(log_file: Path) -> list:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not log_file.exists():
+        return []
+    storage = JournalStorage(JournalFileBackend(str(log_file)))
+    names = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=names[0], storage=storage).trials if names else []
+
+
+def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole process group) while two processes each train
+    a trial: the command exits 130, both running trials are failed ("interrupted") and queued
+    again, nobody is left running; the same command then ends with exactly the budget."""
+    import subprocess
+    import sys
+
+    log_file = tmp_path / "study.log"
+    command = [sys.executable, "-m", "mtlsearch", "search", "--strategy", "random_tree",
+               "--dataset", "synthetic", "--dataset-arg", "n_tasks=3",
+               "--dataset-arg", "n_samples=1000", "--space", "mlp", "--epochs", "30",
+               "--trials", "4", "--workers", "2", "--objectives", "delta_mtl,params",
+               "--storage", f"journal:{log_file}", "--out", str(tmp_path / "out"), "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(command, start_new_session=True, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # until two processes each run a trial
+            running = [t for t in _journal_trials(log_file) if t.state == TrialState.RUNNING
+                       and "worker" in t.user_attrs]
+            if len({t.user_attrs["worker"]["pid"] for t in running}) == 2:
+                break
+            assert first.poll() is None, first.communicate()[0]
+            time.sleep(0.2)
+        else:
+            pytest.fail("two workers never ran a trial at once")
+        os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 130, output
+    assert "interrupted" in output and "Run the same command again" in output
+    trials = _journal_trials(log_file)
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) >= 2 and not any(t.state == TrialState.RUNNING for t in trials)
+    assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in interrupted)
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(queued) == len(interrupted)  # each queued again, same parameters
+    by_number = {t.number: t for t in trials}
+    for copy in queued:
+        assert copy.params == by_number[copy.system_attrs["failed_trial"]].params
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    trials = _journal_trials(log_file)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)

@@ -70,9 +70,10 @@ def add_search(add: AddParser, reg: dict[str, Any]) -> None:
                    help="loss weighting: a registered name (fixed), 'auto' (sampled among "
                         "all) or a comma list to sample from (default: equal; see "
                         "`mtlsearch weightings`)")
-    s.add_argument("--workers", type=int, default=1,
+    s.add_argument("--workers", default="auto", metavar="N|auto",
                    help="processes running trials side by side on this machine, sharing the "
-                        "study (same trials as one; default 1)")
+                        "study: same trials as one (default auto: one per CPU core, on a GPU "
+                        "as many as its memory holds, 1 with --storage memory)")
     s.add_argument("--artifact-store", default=None, metavar="STORE",
                    help="where trial weights are kept: a folder, s3://BUCKET or gs://BUCKET "
                         "(default OUT/artifacts); any machine with the storage and the store "
@@ -119,9 +120,10 @@ def add_compare(add: AddParser, reg: dict[str, Any]) -> None:
     p.add_argument("--compute", default=DEFAULT_COMPUTE,
                    help="equal compute per search: training MACs, or Nx = N hard-sharing "
                         "trainings; 'none' = equal trials instead (default %(default)s)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="searches run side by side in this many processes, same leaderboard "
-                        "(default: the usable CPU cores, at most 8)")
+                        "(default auto: one per CPU core, at most 8; on a GPU as many as its "
+                        "memory holds)")
     p.add_argument("--weighting", default=None, metavar="NAME|auto|A,B",
                    help="loss weighting: a registered name (fixed), 'auto' (sampled among "
                         "all) or a comma list to sample from (default: equal; see "
@@ -206,15 +208,11 @@ def callbacks(paths: Sequence[str]) -> list[str]:
     return list(paths)
 
 
-def workers(asked: int | None) -> int:
-    """``--workers``, or the usable CPU cores (at most 8) when not given."""
-    if asked is not None:
-        if asked < 1:
-            raise MTLSearchError(f"--workers must be at least 1, got {asked}")
-        return asked
-    from mtlsearch.defaults import usable_cores
+def workers(asked: str | None) -> int | str:
+    """``--workers``: a whole number or ``auto`` (the default); checked now."""
+    from mtlsearch.study.worker_count import parse_workers
 
-    return min(8, usable_cores())
+    return parse_workers("auto" if asked is None else asked)
 
 
 def per_strategy(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -251,7 +251,7 @@ def compare(
     progress: bool = True,
     show: bool = True,
     console: Console | None = None,
-    workers: int = 1,
+    workers: int | str = 1,
     weighting: str | Sequence[str] | None = None,
     sampler: str | None = None,
     sampler_kwargs: Mapping[str, Any] | None = None,
@@ -279,6 +279,8 @@ def compare(
             search); show: print the leaderboard at the end.
         workers: Processes running the (strategy, seed) searches side by side; the
             leaderboard is the same as with one (every search depends on its seed only).
+            ``"auto"``: one per usable CPU core on the CPU, the device-share rule on a GPU
+            (:mod:`mtlsearch.study.worker_count`).
             Strategies must be registered through entry points (a worker is a fresh process).
         weighting: The loss weighting of every search (see :func:`~mtlsearch.study.search`):
             ``None`` keeps the budget's, a name fixes one, ``"auto"`` or a list samples it.
@@ -347,12 +349,14 @@ def compare(
                              weighting=requested, sampler=sampler,
                              sampler_kwargs=dict(sampler_kwargs or {}), history_lag=history_lag,
                              callbacks=list(callbacks or ())))
-    workers = max(1, min(int(workers), len(jobs)))
-    settings["workers"] = workers
-    if workers == 1:
+    plan = _plan_workers(workers, budget, data, space, space_kwargs, len(jobs))
+    log.info("%s; %d torch thread(s) each", plan.why, plan.threads)
+    settings["workers"] = plan.workers
+    if plan.workers == 1:
         done = [_one_search(job, progress=progress, data=data) for job in jobs]
     else:
-        done = _parallel(jobs, workers, (console or make_console()) if progress else None)
+        done = _parallel(jobs, plan.workers, (console or make_console()) if progress else None,
+                         threads=plan.threads)
     runs = [run for run, _ in done]
     points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
@@ -367,6 +371,23 @@ def compare(
         board.print(console)
         (console or make_console()).print(f"report: {out / 'report.md'}")
     return board
+
+
+def _plan_workers(workers: Any, budget: TrainConfig, data: Any, space: str,
+                  space_kwargs: Mapping[str, Any] | None, jobs: int) -> Any:
+    """Processes for the ``jobs`` searches (``"auto"``: one per core on the CPU, the
+    device-share rule on a GPU, measured on the largest candidate of ``space``)."""
+    from mtlsearch.study.worker_count import plan_workers
+
+    def measure_gpu(device: Any, cap: int) -> Any:
+        from mtlsearch.engine.device_share import plan_device_share
+        from mtlsearch.registry import create_space
+
+        built = create_space(space, input_shape=data.input_shape, **dict(space_kwargs or {}))
+        return plan_device_share(built, data.train, batch_size=budget.batch_size,
+                                 device=device, cap=cap)
+
+    return plan_workers(workers, device=budget.device, jobs=jobs, measure_gpu=measure_gpu)
 
 
 @functools.lru_cache(maxsize=2)
@@ -409,19 +430,21 @@ def _one_search_tracked(job: dict[str, Any], trackers: Sequence[Any]) -> Any:
         return _one_search(job)
 
 
-def _parallel(jobs: list[dict[str, Any]], workers: int,
-              console: Console | None) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
+              threads: int = 1) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Run the searches in ``workers`` processes; results in job order (as a serial run).
 
     Every search depends on its seed and trial numbers only, so the results are those of a
-    serial run. The single-task reference of a seed is computed once (the cache's file lock:
-    the other workers wait for it). Ctrl-C stops every worker; the same call resumes.
+    serial run, whatever the order the searches start in: :class:`LongestFirst`'s, which
+    keeps the workers busy (seeds' references side by side, the shortest searches last).
+    The single-task reference of a seed is computed once (the cache's file lock: the other
+    workers wait for it). Ctrl-C stops every worker; the same call resumes.
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     import optuna
-    import torch
 
+    from mtlsearch.study.job_order import LongestFirst
     from mtlsearch.study.storage import open_storage
     from mtlsearch.study.trackers import active_trackers
     from mtlsearch.study.workers import spawn_context, worker_init
@@ -431,27 +454,42 @@ def _parallel(jobs: list[dict[str, Any]], workers: int,
         optuna.storages.RDBStorage(opened)
     ctx = spawn_context()  # no forked torch state
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    order = LongestFirst([(job["strategy"], job["seed"]) for job in jobs])
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
-                             initargs=(torch.get_num_threads(),)) as pool:
+                             initargs=(threads,)) as pool:
         trackers = active_trackers()  # each worker registers copies of the parent's
-        futures = {pool.submit(_one_search_tracked, job, trackers): i
-                   for i, job in enumerate(jobs)}
+        running: dict[Any, int] = {}
+
+        def start_next() -> None:
+            index = order.next()
+            if index is not None:
+                running[pool.submit(_one_search_tracked, jobs[index], trackers)] = index
+
         try:
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                run = results[i][0]
-                if console is not None:
-                    best = "no complete trial" if "error" in run else \
-                        f"best Δ_MTL {run['delta_mtl']:+.2f}% (test {run['delta_mtl_test']:+.2f}%)"
-                    console.print(f"[{len(results)}/{len(jobs)}] {run['strategy']} seed "
-                                  f"{run['seed']}: {run['n_trials']} trials, {best}, "
-                                  f"{run['search_seconds']:.0f}s")
+            for _ in range(workers):  # one search per worker at a time: the order decides
+                start_next()
+            while running:
+                done, _pending = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = running.pop(future)
+                    results[i] = future.result()
+                    run = results[i][0]
+                    order.finished(i, run["search_seconds"] or 0.0)
+                    start_next()
+                    if console is not None:
+                        console.print(_finished_line(run, len(results), len(jobs)))
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
     return [results[i] for i in range(len(jobs))]
+
+
+def _finished_line(run: Mapping[str, Any], done: int, total: int) -> str:
+    best = "no complete trial" if "error" in run else \
+        f"best Δ_MTL {run['delta_mtl']:+.2f}% (test {run['delta_mtl_test']:+.2f}%)"
+    return (f"[{done}/{total}] {run['strategy']} seed {run['seed']}: {run['n_trials']} trials, "
+            f"{best}, {run['search_seconds']:.0f}s")
 
 
 def _paired(name: str, baseline: str | None, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ from mtlsearch.strategy.base import Strategy
 from mtlsearch.strategy.context import ResultCache, SearchContext
 from mtlsearch.strategy.pipeline import TrialResult, evaluate_proposal
 from mtlsearch.study.artifacts import open_artifact_store
+from mtlsearch.study.pruners import PRUNERS, make_pruner, with_history
 from mtlsearch.study.samplers import (
     LEGACY_SAMPLER,
     load_callback,
@@ -84,13 +85,13 @@ from mtlsearch.study.trials import (
     weights_path,
 )
 from mtlsearch.study.weighting_search import requested_weightings, sample_weighting
+from mtlsearch.study.worker_count import AUTO, WorkerPlan, parse_workers, plan_workers
 
 __all__ = ["PRUNERS", "OutOfSpaceError", "SearchResult", "make_pruner", "search",
            "spent_compute"]
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 _COMPARED = ("strategy", "strategy_kwargs", "dataset", "dataset_kwargs", "data_fingerprint",
              "space", "space_kwargs", "budget", "seed", "objectives", "weighting", "sampler",
              "preprocessing")
@@ -114,23 +115,6 @@ def spent_compute(study: optuna.Study) -> float:
 def _jsonable(value: Any) -> Any:
     """The value as it reads back from storage (tuples become lists...)."""
     return json.loads(json.dumps(value, default=str))
-
-
-def make_pruner(pruner: str | optuna.pruners.BasePruner | None, epochs: int) -> Any:
-    """An Optuna pruner by name (``median``, ``percentile``, ``hyperband``, ...)."""
-    if pruner is None or pruner == "none":
-        return optuna.pruners.NopPruner()
-    if not isinstance(pruner, str):
-        return pruner
-    if pruner == "median":  # a warm-up epoch: Δ_MTL after one epoch is mostly noise
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if pruner == "percentile":
-        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1)
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
-    if pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    raise MTLSearchError(f"unknown pruner {pruner!r}; known pruners: {', '.join(PRUNERS)}")
 
 
 def _check_objectives(objectives: Sequence[str]) -> list[str]:
@@ -346,7 +330,7 @@ def search(
     sampler_kwargs: Mapping[str, Any] | None = None,
     history_lag: int | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None] | str] | None = None,
-    workers: int = 1,
+    workers: int | str = 1,
     artifact_store: Any = None,
 ) -> SearchResult:
     """Search sharing architectures with an Optuna study (created, or resumed if it exists).
@@ -394,9 +378,13 @@ def search(
             ``"module:object"`` paths), called after each finished trial, in the process that
             ran it; one that calls ``study.stop()`` ends the search cleanly after that trial
             (every worker; the same call later resumes).
-        workers: Processes running trials side by side on one machine (spawned, one torch
-            thread each unless the caller set more), sharing the study through ``storage``
-            (required: a journal, SQLite or database URL). Same trials as one worker.
+        workers: Processes running trials side by side on one machine (this one and
+            ``workers - 1`` spawned), sharing the study through ``storage`` (required: a
+            journal, SQLite or database URL). Same trials as one worker. ``"auto"``: one per
+            usable CPU core on the CPU, the device-share rule on a GPU (as many as the
+            largest candidate's measured memory allows), one with in-memory storage
+            (:mod:`mtlsearch.study.worker_count`). Each process gets the caller's torch
+            threads, at most its share of the cores.
         artifact_store: Where trial weights are kept: an ``optuna.artifacts`` store,
             ``"s3://BUCKET"``, ``"gs://BUCKET"`` or a folder; default ``out/artifacts`` (none
             without ``out``). The storage records each trial's artifact, so any machine with
@@ -463,17 +451,16 @@ class _Call:
     sampler_kwargs: Any = None
     history_lag: int | None = None
     callbacks: list[Any] = field(default_factory=list)
-    workers: int = 1
+    workers: int | str = 1
     artifact_store: Any = None
 
 
-def _check_workers(call: _Call, ranks: Any) -> int:
-    try:
-        workers = int(call.workers)
-    except (TypeError, ValueError):
-        raise MTLSearchError(f"workers must be a whole number, got {call.workers!r}") from None
-    if workers < 1:
-        raise MTLSearchError(f"workers must be at least 1, got {workers}")
+def _check_workers(call: _Call, ranks: Any) -> int | str:
+    """``call.workers`` checked before any work: a number or ``"auto"`` (decided once the
+    space and data are known, :func:`_plan_workers`)."""
+    workers = parse_workers(call.workers)
+    if workers == AUTO:
+        return 1 if ranks is not None else workers  # under torchrun the ranks share each training
     if workers > 1 and ranks is not None:
         raise MTLSearchError("workers > 1 cannot run under torchrun (its ranks already train "
                              "each candidate together); drop --workers or torchrun")
@@ -482,6 +469,19 @@ def _check_workers(call: _Call, ranks: Any) -> int:
             "workers > 1 share the study through its storage: pass storage='journal:FILE.log', "
             "'sqlite:///FILE.db' or a database URL (an in-memory study lives in one process)")
     return workers
+
+
+def _plan_workers(asked: int | str, call: _Call, ctx: SearchContext, left: int) -> WorkerPlan:
+    """How many processes run the ``left`` trials (``"auto"``: from the device, see
+    :mod:`mtlsearch.study.worker_count`), and with how many torch threads each."""
+    def measure_gpu(device: Any, cap: int) -> Any:
+        from mtlsearch.engine.device_share import plan_device_share
+
+        return plan_device_share(ctx.space, ctx.data.train, batch_size=ctx.budget.batch_size,
+                                 device=device, cap=cap)
+
+    return plan_workers(asked, device=ctx.budget.device, jobs=left,
+                        measure_gpu=measure_gpu, shared_storage=isinstance(call.storage, str))
 
 
 def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResult:
@@ -539,6 +539,8 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
         call.sampler if isinstance(call.sampler, optuna.samplers.BaseSampler) else chosen["name"],
         seed=seed, kwargs=chosen["kwargs"], lag=chosen["lag"], n_objectives=len(objectives),
         on_wait=runner.fail_stale)
+    # Pruning, like sampling, sees the fixed history: the same trials pruned with any workers.
+    study.pruner = with_history(study.pruner, chosen["lag"], on_wait=runner.fail_stale)
     if events is None:  # a new call resumes a study a callback stopped
         with contextlib.suppress(Exception):
             if study._storage.get_study_system_attrs(study._study_id).get(_STOP_ATTR):
@@ -565,7 +567,10 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
             ctx.reference()  # once, before the trials: every trial and later study reuses it
         with budget_lock(storage):
             runner.enqueue_initial()
-        if workers > 1:
+        plan = _plan_workers(workers, call, ctx, trials - runner.count()[0])
+        if call.workers == AUTO or plan.workers > 1:
+            log.info("%s; %d torch thread(s) each", plan.why, plan.threads)
+        if plan.workers > 1:
             from mtlsearch.study.workers import SharedDisplay, run_workers
 
             # The workers reopen the cache folder (the reference is in it by now).
@@ -574,8 +579,9 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
             # ... and get small loaded data (unpickling it is cheaper than loading it again).
             handed = replace(call, cache=str(folder) if folder is not None else None,
                              dataset=ctx.data if _small(ctx.data) else call.dataset)
-            run_workers(_search, handed, workers, shared, lambda: runner.loop(trials, compute, call.timeout),
-                        runner.halt)
+            run_workers(_search, handed, plan.workers, shared,
+                        lambda: runner.loop(trials, compute, call.timeout), runner.halt,
+                        threads=plan.threads)
             return result
         runner.loop(trials, compute, call.timeout)
     return result

@@ -20,23 +20,20 @@ Example:
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
-import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from mtlsearch.errors import MTLSearchError
+from mtlsearch.study.history import FixedHistory, finished_below
 from mtlsearch.study.trials import derive_seed
 
 __all__ = ["DEFAULT_LAG", "LEGACY_SAMPLER", "SAMPLERS", "TrialSeededSampler", "default_sampler", "load_callback",
            "make_sampler", "sampler_names", "sampler_setting"]
-
-log = logging.getLogger(__name__)
 
 #: Trials just before trial ``n`` that its sampler does not see (they may still be running in
 #: other workers): up to ``DEFAULT_LAG + 1`` workers seldom wait for one another.
@@ -120,101 +117,10 @@ def make_sampler(sampler: str | optuna.samplers.BaseSampler | None = None, *, se
                               on_wait=on_wait)
 
 
-class _History(optuna.storages.BaseStorage):
-    """A storage that shows one trial's sampler a fixed history of the real study.
-
-    Reads of the study's trials return the finished trials numbered below ``limit`` (waiting
-    for those still running); study system attributes written by the sampler (NSGA-II's
-    population cache, QMC's counter) stay local, so no trial sees another's cache and every
-    trial computes from its own history. Everything else goes to the real storage.
-    """
-
-    def __init__(self, real: Any, limit: int, study_attrs: Mapping[str, Any],
-                 wait: Callable[[], list[FrozenTrial]]):
-        self._real, self._limit, self._wait = real, limit, wait
-        self._local: dict[str, Any] = dict(study_attrs)
-        self._trials: list[FrozenTrial] | None = None
-
-    def __getattr__(self, name: str) -> Any:  # everything not overridden: the real storage
-        return getattr(self._real, name)
-
-    def get_all_trials(self, study_id: int, deepcopy: bool = True,
-                       states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        if self._trials is None:
-            self._trials = self._wait()
-        trials = self._trials if states is None else [t for t in self._trials if t.state in states]
-        return [t for t in trials] if not deepcopy else [_copy(t) for t in trials]
-
-    def get_n_trials(self, study_id: int, state: Any = None) -> int:
-        states = None if state is None else (state if isinstance(state, tuple) else (state,))
-        return len(self.get_all_trials(study_id, deepcopy=False, states=states))
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return {**self._real.get_study_system_attrs(study_id), **self._local}
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self._local[key] = value
-
-    # The abstract methods, all forwarded (BaseStorage declares them abstract).
-    def create_new_study(self, *a: Any, **k: Any) -> Any:
-        return self._real.create_new_study(*a, **k)
-
-    def delete_study(self, *a: Any, **k: Any) -> Any:
-        return self._real.delete_study(*a, **k)
-
-    def set_study_user_attr(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_study_user_attr(*a, **k)
-
-    def get_study_id_from_name(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_study_id_from_name(*a, **k)
-
-    def get_study_name_from_id(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_study_name_from_id(*a, **k)
-
-    def get_study_directions(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_study_directions(*a, **k)
-
-    def get_study_user_attrs(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_study_user_attrs(*a, **k)
-
-    def get_all_studies(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_all_studies(*a, **k)
-
-    def create_new_trial(self, *a: Any, **k: Any) -> Any:
-        return self._real.create_new_trial(*a, **k)
-
-    def set_trial_param(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_trial_param(*a, **k)
-
-    def get_trial_id_from_study_id_trial_number(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_trial_id_from_study_id_trial_number(*a, **k)
-
-    def set_trial_state_values(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_trial_state_values(*a, **k)
-
-    def set_trial_intermediate_value(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_trial_intermediate_value(*a, **k)
-
-    def set_trial_user_attr(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_trial_user_attr(*a, **k)
-
-    def set_trial_system_attr(self, *a: Any, **k: Any) -> Any:
-        return self._real.set_trial_system_attr(*a, **k)
-
-    def get_trial(self, *a: Any, **k: Any) -> Any:
-        return self._real.get_trial(*a, **k)
-
-
 def _build(name: str, seed: int, kwargs: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # QMC and NSGA-III are "experimental": said once in docs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _samplers()[name](seed=seed, **kwargs)
-
-
-def _copy(t: FrozenTrial) -> FrozenTrial:
-    import copy
-
-    return copy.deepcopy(t)
 
 
 class _QmcAttrs(dict):
@@ -274,12 +180,13 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         attrs = _QmcAttrs(base, number) if self.name == "qmc" else base
         startup = getattr(inner, "_n_startup_trials", None)
         no_wait = isinstance(startup, int) and limit < startup and self.name in ("tpe", "gp")
-        history = _History(study._storage, limit, attrs,
+        history = FixedHistory(study._storage, limit, attrs,
                            lambda: self._history(study, limit, wait=not no_wait))
         if self.name == "qmc":
             history.get_study_system_attrs = lambda study_id: attrs  # type: ignore[method-assign]
-        view = optuna.Study(study_name=study.study_name, storage=history,
-                            sampler=inner, pruner=study.pruner)
+        # The inner pruner: TPE filters its history by Hyperband's brackets when it sees one.
+        view = optuna.Study(study_name=study.study_name, storage=history, sampler=inner,
+                            pruner=getattr(study.pruner, "inner", study.pruner))
         cache[trial._trial_id] = (inner, view)
         return inner, view
 
@@ -291,22 +198,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         return self._local.trials
 
     def _history(self, study: optuna.Study, limit: int, *, wait: bool) -> list[FrozenTrial]:
-        """Finished trials numbered below ``limit``; waits while one of them runs."""
-        last_check = time.monotonic()
-        warned = False
-        while True:
-            trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-            below = [t for t in trials if t.number < limit]
-            running = [t.number for t in below if t.state == TrialState.RUNNING]
-            if not running or not wait:
-                return [t for t in below if t.state.is_finished()]
-            if not warned:
-                log.debug("trial history waits for trials %s (lag %d)", running, self.lag)
-                warned = True
-            time.sleep(0.2)
-            if self.on_wait is not None and time.monotonic() - last_check > 5:
-                self.on_wait()  # a dead worker's trial is failed (finished) and queued again
-                last_check = time.monotonic()
+        return finished_below(study, limit, wait=wait, on_wait=self.on_wait, lag=self.lag)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._cache().pop(trial._trial_id, None)

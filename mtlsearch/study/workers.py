@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -100,6 +101,7 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
     ``trackers``: the parent's experiment trackers, registered here as copies of their own."""
     from mtlsearch.study.trackers import tracking
 
+    events.put(("started", index))  # past the bootstrap (the re-import of __main__)
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
     worker_init(threads)
@@ -117,21 +119,36 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
     events.put(("done", index))
 
 
-def _start(ctx: Any, target: Callable[..., Any], call: Any, events: Any, threads: int,
-           index: int) -> Any:
-    from mtlsearch.study.trackers import active_trackers
+_MAIN_GUARD = ("if it says 'An attempt has been made to start a new process before the current "
+               "process has finished its bootstrapping phase', the calling script runs "
+               "search(workers=...) at import time: put the call under "
+               "`if __name__ == \"__main__\":` (each worker process imports the script again)")
 
-    process = ctx.Process(target=_worker_main,
-                          args=(target, call, events, threads, index, active_trackers()),
-                          name=f"mtlsearch-worker-{index}", daemon=False)
+
+def _check_picklable(*objects: Any) -> None:
+    """Fail now, in this process, on what a worker cannot be handed (a lambda, a local
+    class): the processes start on threads, where the error would surface late. Tensors
+    are not pickled for the check (always picklable; their data may be large)."""
+    import torch
+
+    class _TensorsAside(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return id(obj) if isinstance(obj, torch.Tensor) else None
+
     try:
-        process.start()
+        _TensorsAside(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(objects)
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         raise MTLSearchError(
             f"cannot hand the search to a worker process ({exc}): with workers > 1 the "
             "strategy, dataset and callbacks must be picklable (module-level functions and "
             "classes, or 'module:object' callback paths, not lambdas)") from None
-    return process
+
+
+def _process(ctx: Any, target: Callable[..., Any], call: Any, events: Any, threads: int,
+             index: int, trackers: Sequence[Any]) -> Any:
+    return ctx.Process(target=_worker_main,
+                       args=(target, call, events, threads, index, list(trackers)),
+                       name=f"mtlsearch-worker-{index}", daemon=False)
 
 
 class SharedDisplay:
@@ -164,13 +181,16 @@ class SharedDisplay:
 
 
 def run_workers(target: Callable[..., Any], call: Any, workers: int, display: Any,
-                own: Callable[[], None], halt: threading.Event) -> Any:
+                own: Callable[[], None], halt: threading.Event, *,
+                threads: int | None = None) -> Any:
     """Run the search ``call`` with ``workers`` processes in all: this one (``own()``, its
     search loop) and ``workers - 1`` spawned ones running ``target(call, None, events=...)``
     (a module-level function: it is pickled by reference), until the budget is spent.
 
-    ``display`` (a :class:`SharedDisplay`, also this process's) shows every process's trials; ``halt`` is set when a worker fails, to stop
-    ``own()`` after its running trial. Returns when every worker is done; a worker that died
+    ``display`` (a :class:`SharedDisplay`, also this process's) shows every process's trials;
+    ``halt`` is set when a worker fails, to stop ``own()`` after its running trial;
+    ``threads``: torch threads of every process, this one's too while the workers run
+    (default: this process's). Returns when every worker is done; a worker that died
     (``kill -9``) leaves a trial that this process's loop, run once more at the end, fails and
     redoes (the other processes do so while they run).
 
@@ -180,14 +200,45 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
     """
     import torch
 
+    from mtlsearch.study.trackers import active_trackers
+
     ctx = spawn_context()
     events = ctx.Queue()
-    threads = torch.get_num_threads()
-    procs = {i: _start(ctx, target, call, events, threads, i) for i in range(1, workers)}
+    before = torch.get_num_threads()
+    threads = threads or before
+    trackers = active_trackers()
+    _check_picklable(target, call, trackers)
     errors: list[tuple[str, str, str]] = []
     ended: set[int] = set()  # workers that reported how they ended
+    started: set[int] = set()  # workers past their bootstrap
     died: list[int] = []
+    procs: dict[int, Any] = {}
     lock = threading.Lock()
+    stopping = threading.Event()
+
+    def start(index: int) -> None:
+        # On a thread of its own: Process.start() returns only once the child has read what
+        # it is handed, that is after it imported torch (seconds), and this process should
+        # be training meanwhile.
+        process = _process(ctx, target, call, events, threads, index, trackers)
+        with lock:
+            if stopping.is_set():
+                return
+            procs[index] = process
+        try:
+            process.start()
+        except BaseException as exc:  # too many processes, no memory, a child that died early
+            with lock:
+                procs.pop(index, None)
+            hint = f"; {_MAIN_GUARD}" if isinstance(exc, (BrokenPipeError, EOFError)) else ""
+            errors.append(("MTLSearchError", f"worker {index} could not start "
+                           f"({type(exc).__name__}: {exc}){hint}", ""))
+            halt.set()
+
+    starters = [threading.Thread(target=start, args=(i,), name=f"mtlsearch-start-{i}",
+                                 daemon=True) for i in range(1, workers)]
+    for starter in starters:
+        starter.start()
 
     def pump(timeout: float) -> None:
         try:
@@ -200,6 +251,8 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
                 _, _, name, args, kwargs = event
                 if name != "status":  # the parent already said what it set up
                     getattr(display, name)(*args, **kwargs)
+            elif kind == "started":
+                started.add(event[1])
             elif kind == "error":
                 ended.add(event[1])
                 errors.append(tuple(event[2:]))
@@ -216,40 +269,38 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
     def monitor() -> None:
         while True:
             pump(0.2)
+            starting = any(t.is_alive() for t in starters)
             with lock:
                 for index, process in list(procs.items()):
-                    if process.exitcode is None:  # polling also reaps: a dead pid is seen dead
+                    if process.pid is None or process.exitcode is None:  # not started / running
                         continue
                     del procs[index]
                     if process.exitcode != 0 and index not in ended:
                         died.append(index)
-                        log.warning("worker %d (pid %d) died (exit code %s); its trial is "
-                                    "queued again by the next worker that asks for one",
-                                    index, process.pid, process.exitcode)
-                if not procs and finished.is_set():
+                        _say_died(index, process, index in started)
+                if not procs and not starting and finished.is_set():
                     break
         pump(0.1)
 
     watcher = threading.Thread(target=monitor, name="mtlsearch-workers", daemon=True)
     watcher.start()
+    torch.set_num_threads(threads)  # this process is one of the workers: its share of cores
     try:
         own()
         finished.set()
         if errors:  # a worker failed: the others stop too (each queues its trial again)
-            with lock:
-                running = dict(procs)
-            _stop(running)
+            _stop(_running(stopping, starters, lock, procs))
         while watcher.is_alive():
             watcher.join(timeout=0.5)
         if died and not errors and not halt.is_set():
             own()  # a dead worker's last trial: failed, queued again and redone here
     except BaseException:
         finished.set()
-        with lock:
-            running = dict(procs)
-        _stop(running)
+        _stop(_running(stopping, starters, lock, procs))
         watcher.join(timeout=10)
         raise
+    finally:
+        torch.set_num_threads(before)
     if errors:
         name, message, where = errors[0]
         kind = _ERRORS.get(name)
@@ -257,6 +308,26 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
             raise kind(message)
         raise MTLSearchError(f"a worker failed: {name}: {message}\n{where}")
     return None
+
+
+def _running(stopping: threading.Event, starters: Sequence[threading.Thread],
+             lock: threading.Lock, procs: dict[int, Any]) -> dict[int, Any]:
+    """The workers to stop: none starts from now on; those starting are waited for."""
+    stopping.set()
+    for starter in starters:
+        starter.join(timeout=60)
+    with lock:
+        return {i: p for i, p in procs.items() if p.pid is not None}
+
+
+def _say_died(index: int, process: Any, started: bool) -> None:
+    if started:
+        log.warning("worker %d (pid %d) died (exit code %s); its trial is queued again by the "
+                    "next worker that asks for one", index, process.pid, process.exitcode)
+        return
+    log.warning("worker %d (pid %d) exited (code %s) before it started; the search goes on "
+                "without it. Its error is printed above; %s", index, process.pid,
+                process.exitcode, _MAIN_GUARD)
 
 
 def _stop(procs: dict[int, Any]) -> None:

@@ -7,6 +7,7 @@ comparison's leaderboard and runs). Printed: wall seconds, speed-up over one wor
     python benchmarks/bench_workers.py --json workers.json              # both parts
     python benchmarks/bench_workers.py --part search --workers 1 2 4    # a scaling table
     python benchmarks/bench_workers.py --quick                          # a smoke run
+    python benchmarks/bench_workers.py --repeat 3                       # medians of 3
 
 The search part is a 20-trial ``random_tree`` search of ``multi_digits``/``small_cnn`` (2
 epochs) whose single-task reference is computed once beforehand (the same cache for every
@@ -73,8 +74,8 @@ def search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # The single-task reference once, into the shared cache: every run below times trials.
     search(trials=1, storage=None, **common)
     rows, reference_trials = [], None
-    for workers in args.workers:
-        folder = work / f"search-w{workers}"
+    for repeat, workers in _schedule(args):
+        folder = work / f"search-w{workers}-r{repeat}"
         start, cpu = time.perf_counter(), _cpu()
         result = search(trials=trials, storage=f"journal:{folder / 'study.log'}", out=folder,
                         workers=workers, **common)
@@ -82,16 +83,13 @@ def search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         got = _trials(result.study)
         if reference_trials is None:
             reference_trials = got
-        rows.append({"workers": workers, "wall_s": wall, "cpu_s": cpu, "trials": len(got),
-                     "same_trials": got == reference_trials})
-        print(f"search, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), {len(got)} trials, "
-              "same trials as "
-              f"{args.workers[0]} worker(s): {got == reference_trials}", flush=True)
-    base = rows[0]["wall_s"]
-    for r in rows:
-        r["speedup"] = base / r["wall_s"]
+        rows.append({"repeat": repeat, "workers": workers, "wall_s": wall, "cpu_s": cpu,
+                     "trials": len(got), "same_trials": got == reference_trials})
+        print(f"search, run {repeat + 1}, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), "
+              f"{len(got)} trials, same trials as the first run: {got == reference_trials}",
+              flush=True)
     return {"strategy": "random_tree", "trials": trials, "epochs": epochs, **setup,
-            "rows": rows}
+            "repeats": args.repeat, "runs": rows, "rows": summarize(rows, "same_trials")}
 
 
 def _board(folder: Path) -> dict[str, Any]:
@@ -111,8 +109,8 @@ def compare_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
               "--dataset", "synthetic", "--space", "mlp", "--epochs", "1"]
              if args.quick else [])
     rows, reference = [], None
-    for workers in args.workers:
-        folder = work / f"compare-w{workers}"
+    for repeat, workers in _schedule(args):
+        folder = work / f"compare-w{workers}-r{repeat}"
         argv = ["compare", "--out", str(folder), "--workers", str(workers), "--quiet",
                 "--json", *extra]
         start, cpu = time.perf_counter(), _cpu()
@@ -127,16 +125,43 @@ def compare_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise SystemExit(f"mtlsearch {' '.join(argv)} failed with status {code}")
         board = _board(folder)
         reference = board if reference is None else reference
-        rows.append({"workers": workers, "wall_s": wall, "cpu_s": cpu,
+        rows.append({"repeat": repeat, "workers": workers, "wall_s": wall, "cpu_s": cpu,
                      "same_leaderboard": board == reference,
                      "ranking": [r["strategy"] for r in board["rows"]]})
-        print(f"compare, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), same leaderboard as "
-              f"{args.workers[0]} worker(s): {board == reference}", flush=True)
-    base = rows[0]["wall_s"]
-    for r in rows:
-        r["speedup"] = base / r["wall_s"]
+        print(f"compare, run {repeat + 1}, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), "
+              f"same leaderboard as the first run: {board == reference}", flush=True)
+    summary = summarize(rows, "same_leaderboard")
+    for row in summary:
+        row["ranking"] = next(r["ranking"] for r in rows if r["workers"] == row["workers"])
     return {"command": "mtlsearch compare " + " ".join(extra) + " --workers N",
-            "rows": rows}
+            "repeats": args.repeat, "runs": rows, "rows": summary}
+
+
+def _schedule(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """(repeat, workers) in run order: the worker counts side by side within each repeat, so
+    a slow spell of the machine hits every count of that repeat alike."""
+    return [(repeat, workers) for repeat in range(args.repeat) for workers in args.workers]
+
+
+def summarize(runs: list[dict[str, Any]], same_key: str) -> list[dict[str, Any]]:
+    """One row per worker count: median wall and CPU seconds over the repeats, and the
+    speed-up as the median of the repeats' own ratios (each repeat's first count over this
+    one: paired, so the machine's drift between repeats cancels)."""
+    import statistics
+
+    counts = list(dict.fromkeys(r["workers"] for r in runs))
+    base = counts[0]
+    walls = {(r["repeat"], r["workers"]): r["wall_s"] for r in runs}
+    rows = []
+    for workers in counts:
+        mine = [r for r in runs if r["workers"] == workers]
+        ratios = [walls[(r["repeat"], base)] / r["wall_s"] for r in mine]
+        rows.append({"workers": workers, "wall_s": statistics.median(r["wall_s"] for r in mine),
+                     "cpu_s": statistics.median(r["cpu_s"] for r in mine),
+                     "walls": [r["wall_s"] for r in mine], "speedups": ratios,
+                     "speedup": statistics.median(ratios),
+                     same_key: all(r[same_key] for r in mine)})
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker counts, the first is the baseline (default 1 2)")
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every worker count this many times, interleaved; the figures "
+                        "are medians (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny data: a smoke run")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--keep", default=None, help="keep the studies in this folder")
@@ -158,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if any(w < 1 for w in args.workers):
         p.error("--workers counts must be at least 1")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-workers-"))
     work.mkdir(parents=True, exist_ok=True)
     load_before = list(os.getloadavg())

@@ -364,3 +364,28 @@ def test_render_only_keeps_the_header_of_the_run_that_measured(tmp_path):
     assert "total wall time of the run: 10.0 min (600 s)" in text
     assert "| c | task routing, one-task training step at 312 / at 10 tasks (paired steps) " \
            "| <= 1.10 | 1.080 | **met** |" in text
+
+
+def test_the_gpu_session_script_runs_real_scripts_with_their_options(tmp_path):
+    """benchmarks/gpu_session.sh cannot run here (no GPU): it parses, and every step names a
+    script of this folder with options that script's parser accepts."""
+    import shlex
+    import subprocess
+
+    script = Path(run_all.__file__).with_name("gpu_session.sh")
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    steps = [shlex.split(line.replace('"$out', f'"{tmp_path}'))
+             for line in text.splitlines() if line.startswith("step ")]
+    assert [s[1] for s in steps] == ["check", "suite", "sharing", "workers"]
+    for _, name, limit, python, path, *argv in steps:
+        assert python == "python" and int(limit) > 0, name
+        module = importlib.import_module(f"benchmarks.{Path(path).stem}")
+        if hasattr(module, "build_parser"):
+            module.build_parser().parse_args(argv)
+        else:  # check_gpu.py and run_all.py build their parser in main(): --help proves it
+            help_text = subprocess.run(["python", path, "--help"], capture_output=True,
+                                       text=True, cwd=Path(run_all.__file__).parents[1])
+            assert help_text.returncode == 0, help_text.stderr
+            for option in (a for a in argv if a.startswith("--")):
+                assert option in help_text.stdout, (name, option)

@@ -9,13 +9,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from mtlsearch import SharingGraph, TaskSpec, create_space, delta_mtl, evaluate, from_arrays
 from mtlsearch.engine.scoring import metric_directions
 from mtlsearch.engine.train import TrainConfig, build_and_train
-from mtlsearch.errors import TaskError
+from mtlsearch.errors import TaskError, UndefinedMetricWarning
 from mtlsearch.tasks.kinds import BINARY_METRICS, get_task_kind
 
 KIND = get_task_kind("binary")
@@ -196,3 +195,21 @@ def test_a_split_with_one_class_fails_a_trial_only_when_its_metric_counts(metric
         else:
             with pytest.raises(MTLSearchError, match="task 'rare' got non-finite metrics"):
                 evaluate_proposal(proposal, ctx)
+
+
+def test_scoring_a_binary_task_imports_no_scikit_learn():
+    # Importing scikit-learn cost every training process 1.7 s (each parallel worker too).
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, warnings\n"
+            "from mtlsearch import TaskSpec\n"
+            "from mtlsearch.tasks.kinds import get_task_kind\n"
+            "kind = get_task_kind('binary')\n"
+            "warnings.simplefilter('ignore')\n"
+            "kind.compute_metrics(TaskSpec('a'), torch.tensor([[1.0], [-1.0]]), torch.tensor([1.0, 0.0]))\n"
+            "kind.compute_metrics(TaskSpec('a'), torch.tensor([[1.0], [-1.0]]), torch.tensor([1.0, 1.0]))\n"
+            "print('sklearn' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -70,6 +70,13 @@ def test_unknown_names_list_the_known_ones():
         load_dataset("mnist")
 
 
+def test_an_empty_registry_asks_whether_the_package_is_installed():
+    # What a checkout run without `pip install -e .` (or moved after it) sees: no entry points.
+    error = UnknownNameError("search space", "small_cnn", [])
+    assert "no search space is registered, not even the built-in ones" in str(error)
+    assert "pip install -e ." in str(error)
+
+
 def test_wrong_arguments_to_a_factory_are_explained():
     with pytest.raises(MTLSearchError, match="search space 'mlp' cannot take these arguments"):
         create_space("mlp", depth=3)

@@ -183,3 +183,25 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     trials = _journal_trials(log_file)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+
+
+def test_a_script_without_a_main_guard_is_told_the_fix(tmp_path):
+    """spawn imports the calling script again in each worker: one that searches at import
+    time gets the fix named (the worker refuses to search; the caller says why)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from mtlsearch.data.builtin.synthetic import load_synthetic\n"
+        "from mtlsearch.engine.train import TrainConfig\n"
+        "from mtlsearch.study import search\n"
+        f"search(strategy='random_tree', dataset=load_synthetic(n_tasks=3, n_samples=240),\n"
+        "       space='mlp', space_kwargs={'widths': [8]}, trials=3, workers=2,\n"
+        "       budget=TrainConfig(epochs=1), progress=False,\n"
+        f"       storage={'journal:' + str(tmp_path / 's.log')!r})\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    said = done.stdout + done.stderr
+    assert "starts a search at import time" in said, said
+    assert 'if __name__ == "__main__":' in said

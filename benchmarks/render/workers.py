@@ -46,6 +46,24 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
     return found
 
 
+def _walls(row: Mapping[str, Any]) -> str:
+    walls = row.get("walls") or [row["wall_s"]]
+    return ", ".join(f"{w:.1f}" for w in walls)
+
+
+def _ratios(row: Mapping[str, Any]) -> str:
+    ratios = row.get("speedups") or [row["speedup"]]
+    return ", ".join(f"{r:.2f}" for r in ratios)
+
+
+def _repeats(part: Mapping[str, Any]) -> str:
+    n = int(part.get("repeats", 1))
+    return ("" if n == 1 else
+            f" Each worker count ran {n} times, the counts side by side within each repeat; "
+            "wall and CPU seconds are medians, the speed-up is the median of the repeats' own "
+            "ratios (paired: the machine's drift between repeats cancels).")
+
+
 def markdown(data: Mapping[str, Any]) -> str:
     """The scaling tables of the search and of the comparison."""
     body: list[str] = []
@@ -58,24 +76,27 @@ def markdown(data: Mapping[str, Any]) -> str:
             f"`{s['dataset']}`/`{s['space']}`, {s['epochs']} epoch(s), one torch thread per "
             "worker process, the single-task reference computed beforehand (the same cache "
             "for every run). Same trials: parameters, graphs, objectives and metrics of every "
-            "trial equal to those of the first row. "
-            f"Command: `{data.get('command')}`.", "",
-            table(["workers", "wall s", "CPU s (all processes)", "speed-up", "same trials"],
+            "trial equal to those of the first run." + _repeats(s) +
+            f" Command: `{data.get('command')}`.", "",
+            table(["workers", "wall s", "CPU s (all processes)", "speed-up", "same trials",
+                   "wall s of each run", "speed-up of each run"],
                   [[r["workers"], decimal(r["wall_s"], 1), decimal(r.get("cpu_s"), 1),
                     f"**{r['speedup']:.2f}x**",
-                    "yes" if r["same_trials"] else "**no**"] for r in s["rows"]]), "",
+                    "yes" if r["same_trials"] else "**no**", _walls(r), _ratios(r)]
+                   for r in s["rows"]]), "",
         ]
     if "compare" in data:
         c = data["compare"]
         body += [
             f"**The main job** (`{c['command']}`){quick}: the (strategy, seed) searches spread "
             "over the workers; same leaderboard: every run's best trial, its graph, Δ_MTL, "
-            "parameters and trial count equal to those of the first row.", "",
+            "parameters and trial count equal to those of the first run." + _repeats(c), "",
             table(["workers", "wall s", "CPU s (all processes)", "speed-up", "same leaderboard",
-                   "ranking"],
+                   "wall s of each run", "speed-up of each run", "ranking"],
                   [[r["workers"], decimal(r["wall_s"], 1), decimal(r.get("cpu_s"), 1),
                     f"**{r['speedup']:.2f}x**",
-                    "yes" if r["same_leaderboard"] else "**no**", ", ".join(r["ranking"])]
+                    "yes" if r["same_leaderboard"] else "**no**", _walls(r), _ratios(r),
+                    ", ".join(r["ranking"])]
                    for r in c["rows"]]), "",
         ]
     load = data.get("load_before")

@@ -435,7 +435,7 @@ def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
     """Run the searches in ``workers`` processes; results in job order (as a serial run).
 
     Every search depends on its seed and trial numbers only, so the results are those of a
-    serial run, whatever the order the searches start in: :class:`LongestFirst`'s, which
+    serial run, whatever the order the searches start in: :class:`SearchOrder`'s, which
     keeps the workers busy (seeds' references side by side, the shortest searches last).
     The single-task reference of a seed is computed once (the cache's file lock: the other
     workers wait for it). Ctrl-C stops every worker; the same call resumes.
@@ -444,7 +444,7 @@ def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
 
     import optuna
 
-    from mtlsearch.study.job_order import LongestFirst
+    from mtlsearch.study.job_order import SearchOrder
     from mtlsearch.study.storage import open_storage
     from mtlsearch.study.trackers import active_trackers
     from mtlsearch.study.workers import spawn_context, worker_init
@@ -454,7 +454,7 @@ def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
         optuna.storages.RDBStorage(opened)
     ctx = spawn_context()  # no forked torch state
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    order = LongestFirst([(job["strategy"], job["seed"]) for job in jobs])
+    order = SearchOrder([(job["strategy"], job["seed"]) for job in jobs])
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
                              initargs=(threads,)) as pool:
         trackers = active_trackers()  # each worker registers copies of the parent's

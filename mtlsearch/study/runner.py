@@ -459,6 +459,10 @@ def _check_workers(call: _Call, ranks: Any) -> int | str:
     """``call.workers`` checked before any work: a number or ``"auto"`` (decided once the
     space and data are known, :func:`_plan_workers`)."""
     workers = parse_workers(call.workers)
+    if workers != 1:
+        from mtlsearch.study.workers import check_not_bootstrapping
+
+        check_not_bootstrapping()
     if workers == AUTO:
         return 1 if ranks is not None else workers  # under torchrun the ranks share each training
     if workers > 1 and ranks is not None:
@@ -565,8 +569,7 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
         runner.check_space()
         with runner.no_space_stops():
             ctx.reference()  # once, before the trials: every trial and later study reuses it
-        with budget_lock(storage):
-            runner.enqueue_initial()
+        runner.enqueue_initial()  # takes the budget lock itself, to queue
         plan = _plan_workers(workers, call, ctx, trials - runner.count()[0])
         if call.workers == AUTO or plan.workers > 1:
             log.info("%s; %d torch thread(s) each", plan.why, plan.threads)
@@ -703,16 +706,24 @@ class _Runner:
         return False
 
     def enqueue_initial(self) -> None:
-        """Queue the strategy's :meth:`~mtlsearch.strategy.base.Strategy.initial_params` once."""
+        """Queue the strategy's :meth:`~mtlsearch.strategy.base.Strategy.initial_params` once.
+
+        They are computed outside the budget lock (an affinity tensor takes seconds, and every
+        search on the storage waits for that lock to ask a trial), then queued under it,
+        unless another process queued them meanwhile.
+        """
         if self.study.user_attrs.get(_INITIAL_ATTR):
             return
         with meter(into=self.meter), meter() as spent:
             spent.charged_keys = self.meter.charged_keys
             initial = self.setup.strategy.initial_params(self.setup.ctx)
-        self.pending.add(spent)
-        for params in initial:
-            self.study.enqueue_trial(_jsonable(dict(params)), skip_if_exists=True)
-        self.study.set_user_attr(_INITIAL_ATTR, len(initial))
+        with budget_lock(self.storage):
+            if self.study.user_attrs.get(_INITIAL_ATTR):
+                return  # another worker was first; it charged the compute
+            self.pending.add(spent)
+            for params in initial:
+                self.study.enqueue_trial(_jsonable(dict(params)), skip_if_exists=True)
+            self.study.set_user_attr(_INITIAL_ATTR, len(initial))
 
     def count(self) -> tuple[int, int]:
         """Trials that use up the budget, and running trials.

@@ -30,7 +30,8 @@ from typing import Any
 
 from mtlsearch.errors import MTLSearchError, OutOfSpaceError, StorageError
 
-__all__ = ["EventSender", "SharedDisplay", "run_workers", "spawn_context", "worker_init"]
+__all__ = ["EventSender", "SharedDisplay", "check_not_bootstrapping", "run_workers",
+           "spawn_context", "worker_init"]
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,25 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
     events.put(("done", index))
 
 
-_MAIN_GUARD = ("if it says 'An attempt has been made to start a new process before the current "
-               "process has finished its bootstrapping phase', the calling script runs "
-               "search(workers=...) at import time: put the call under "
-               "`if __name__ == \"__main__\":` (each worker process imports the script again)")
+_MAIN_GUARD = ("if its error (above) says the calling script starts a search at import time, "
+               "put the search(workers=...) call under `if __name__ == \"__main__\":` (each "
+               "worker process imports the script again)")
+
+
+def check_not_bootstrapping() -> None:
+    """Refuse to start workers from a process that is itself still starting: a spawned
+    worker that re-imports a calling script whose ``search(workers=...)`` is not under
+    ``if __name__ == "__main__":`` (it would run a search of its own).
+
+    Raises:
+        MTLSearchError: this process is a spawned child importing its parent's script.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise MTLSearchError("a worker process is importing the calling script, which starts "
+                             "a search at import time: put the search(workers=...) call under "
+                             "`if __name__ == \"__main__\":`")
 
 
 def _check_picklable(*objects: Any) -> None:

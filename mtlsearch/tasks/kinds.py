@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mtlsearch.errors import TaskError
+from mtlsearch.errors import TaskError, UndefinedMetricWarning
 from mtlsearch.hookspecs import TaskKindRegistrar, hookimpl
 from mtlsearch.tasks.names import check_task_name
 
@@ -222,7 +222,7 @@ class BinaryKind(TaskKind):
       ``pos_weight``; ``n_negative / n_positive`` balances the classes).
 
     Rules where a split makes a metric undefined: AUROC with one class present is NaN, with
-    scikit-learn's ``UndefinedMetricWarning``; F1 with no positive label and no positive
+    :class:`~mtlsearch.errors.UndefinedMetricWarning`; F1 with no positive label and no positive
     prediction is 1.0 (nothing to find, nothing wrongly found).
     """
 
@@ -272,7 +272,6 @@ class BinaryKind(TaskKind):
     def compute_metrics(self, spec: TaskSpec, output: Tensor, target: Tensor) -> dict[str, float]:
         # torchmetrics' functional metrics: the same values as scikit-learn's (tests compare
         # them) at a tenth of the cost, which counts with 40 tasks evaluated every epoch.
-        from sklearn.exceptions import UndefinedMetricWarning
         from torchmetrics.functional.classification import (
             binary_auroc,
             binary_f1_score,

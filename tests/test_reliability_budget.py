@@ -210,7 +210,7 @@ def test_a_trial_left_by_a_restarted_container_no_longer_blocks_the_budget(tmp_p
 def test_fail_stale_command_lists_fails_and_requeues_by_hand(tmp_path, capsys):
     storage = f"journal:{tmp_path / 'study.log'}"
     out = tmp_path / "out"
-    assert main(["search", *CLI_TINY, "--trials", "1", "--storage", storage, "--study", "s",
+    assert main(["search", *CLI_TINY, "--workers", "1", "--trials", "1", "--storage", storage, "--study", "s",
                  "--out", str(out)]) == 0
     study = open_study(storage, "s")
     away = _orphan(study, {"host": "gpu-7", "pid": 99}, time.time())
@@ -240,7 +240,7 @@ def test_fail_stale_command_lists_fails_and_requeues_by_hand(tmp_path, capsys):
     assert main([*args, "--older-than", "-1"]) == 2
     assert "--older-than must be 0 or more" in capsys.readouterr().err
     # The copies run first on resume, with the orphans' parameters; the budget is exact.
-    assert main(["search", *CLI_TINY, "--trials", "3", "--storage", storage, "--study", "s",
+    assert main(["search", *CLI_TINY, "--workers", "1", "--trials", "3", "--storage", storage, "--study", "s",
                  "--out", str(out)]) == 0
     study = open_study(storage, "s")
     assert study.trials[dead.number].params.items() <= study.trials[3].params.items()
@@ -267,7 +267,7 @@ def _usage(free: int):
 
 
 def _search_cli(storage: str, out: Path, trials: int) -> list[str]:
-    return ["search", *CLI_TINY, "--trials", str(trials), "--storage", storage, "--study", "d",
+    return ["search", *CLI_TINY, "--workers", "1", "--trials", str(trials), "--storage", storage, "--study", "d",
             "--out", str(out)]
 
 
@@ -516,7 +516,7 @@ def test_junk_and_truncated_sqlite_files_are_one_clear_line(tmp_path, capsys, st
         with pytest.raises(StorageError, match=problem.replace("(", r"\(").replace(")", r"\)")):
             open_study(url)
         for argv in (["show", "--storage", url],
-                     ["search", *CLI_TINY, "--trials", "1", "--storage", url]):
+                     ["search", *CLI_TINY, "--workers", "1", "--trials", "1", "--storage", url]):
             capsys.readouterr()
             assert main(argv) == 2, (name, argv[0])
             err = capsys.readouterr().err

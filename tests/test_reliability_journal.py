@@ -82,8 +82,9 @@ def _env(**extra: str) -> dict[str, str]:
 def start_worker(storage: str, study: str, trials: int, folder: Path, *, faulty: bool = False,
                  **env: str) -> subprocess.Popen:
     """One ``mtlsearch search`` worker process (the faulty one registers the test strategy)."""
+    # One process each (--workers 1): these tests start the processes themselves.
     args = ["search", "--storage", storage, "--study", study, "--trials", str(trials),
-            "--out", str(folder), *TINY_ARGS]
+            "--out", str(folder), "--workers", "1", *TINY_ARGS]
     if faulty:
         script = folder / "faulty_worker.py"
         script.write_text(FAULTY_WORKER)

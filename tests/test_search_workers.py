@@ -186,23 +186,36 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
 
 
-def test_a_script_without_a_main_guard_is_told_the_fix(tmp_path):
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_a_script_without_a_main_guard_is_told_the_fix(tmp_path, start):
     """spawn imports the calling script again in each worker: one that searches at import
-    time gets the fix named (the worker refuses to search; the caller says why)."""
+    time gets the fix named (the worker refuses to search; the caller says why). Forked
+    workers import nothing again: the same script just runs."""
+    import os
     import subprocess
     import sys
 
+    if start == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("workers fork on Linux only")
     script = tmp_path / "unguarded.py"
     script.write_text(
+        "import torch\n"
         "from mtlsearch.data.builtin.synthetic import load_synthetic\n"
         "from mtlsearch.engine.train import TrainConfig\n"
         "from mtlsearch.study import search\n"
+        "torch.set_num_threads(1)\n"
         f"search(strategy='random_tree', dataset=load_synthetic(n_tasks=3, n_samples=240),\n"
         "       space='mlp', space_kwargs={'widths': [8]}, trials=3, workers=2,\n"
         "       budget=TrainConfig(epochs=1), progress=False,\n"
         f"       storage={'journal:' + str(tmp_path / 's.log')!r})\n")
+    env = {**os.environ, "MTLSEARCH_WORKER_START": start}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+                          timeout=300, cwd=tmp_path, env=env)
     said = done.stdout + done.stderr
+    if start == "fork":
+        assert done.returncode == 0, said
+        trials = _journal_trials(tmp_path / "s.log")
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+        return
     assert "starts a search at import time" in said, said
     assert 'if __name__ == "__main__":' in said

@@ -70,9 +70,9 @@ def add_search(add: AddParser, reg: dict[str, Any]) -> None:
                    help="loss weighting: a registered name (fixed), 'auto' (sampled among "
                         "all) or a comma list to sample from (default: equal; see "
                         "`mtlsearch weightings`)")
-    s.add_argument("--workers", default="1", metavar="N|auto",
+    s.add_argument("--workers", default="auto", metavar="N|auto",
                    help="processes running trials side by side on this machine, sharing the "
-                        "study: same trials as one (default 1; auto: one per CPU core, on a GPU "
+                        "study: same trials as one (default auto: one per CPU core, on a GPU "
                         "as many as its memory holds, 1 with --storage memory)")
     s.add_argument("--artifact-store", default=None, metavar="STORE",
                    help="where trial weights are kept: a folder, s3://BUCKET or gs://BUCKET "

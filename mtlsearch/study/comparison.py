@@ -350,13 +350,14 @@ def compare(
                              sampler_kwargs=dict(sampler_kwargs or {}), history_lag=history_lag,
                              callbacks=list(callbacks or ())))
     plan = _plan_workers(workers, budget, data, space, space_kwargs, len(jobs))
-    log.info("%s; %d torch thread(s) each", plan.why, plan.threads)
+    log.info("%s; %d torch thread(s) each%s", plan.why, plan.threads,
+             f"; pinned to cores {[list(c) for c in plan.cores]}" if plan.cores else "")
     settings["workers"] = plan.workers
     if plan.workers == 1:
         done = [_one_search(job, progress=progress, data=data) for job in jobs]
     else:
         done = _parallel(jobs, plan.workers, (console or make_console()) if progress else None,
-                         threads=plan.threads)
+                         threads=plan.threads, cores=plan.cores)
     runs = [run for run, _ in done]
     points = [p for _, pts in done for p in pts]
     rows = [_aggregate(name, [r for r in runs if r["strategy"] == name], primary) for name in names]
@@ -435,14 +436,16 @@ def _one_search_tracked(job: dict[str, Any], trackers: Sequence[Any]) -> Any:
 
 
 def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
-              threads: int = 1) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+              threads: int = 1, cores: Sequence[Sequence[int]] = (),
+              ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Run the searches in ``workers`` processes; results in job order (as a serial run).
 
     Every search depends on its seed and trial numbers only, so the results are those of a
     serial run, whatever the order the searches start in: :class:`SearchOrder`'s, which
     keeps the workers busy (seeds' references side by side, the shortest searches last).
     The single-task reference of a seed is computed once (the cache's file lock: the other
-    workers wait for it). Ctrl-C stops every worker; the same call resumes.
+    workers wait for it). Ctrl-C stops every worker; the same call resumes. ``cores``: one
+    core set per worker process to pin it to (empty: unpinned).
     """
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -459,8 +462,13 @@ def _parallel(jobs: list[dict[str, Any]], workers: int, console: Console | None,
     ctx = spawn_context()  # no forked torch state
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     order = SearchOrder([(job["strategy"], job["seed"]) for job in jobs])
+    slots = None
+    if cores:  # each worker takes one core set as it starts (a pool's workers have no index)
+        slots = ctx.Queue()
+        for core_set in cores:
+            slots.put(tuple(core_set))
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, slots)) as pool:
         trackers = active_trackers()  # each worker registers copies of the parent's
         running: dict[Any, int] = {}
 

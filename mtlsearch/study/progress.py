@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -157,6 +158,20 @@ class SearchProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[list[threading.Thread]]:
+        """Hold the live display still while inside (its refresh thread waits, writing
+        nothing), yielding that thread: what a fork of this process needs (no thread may be
+        half-way through a write when the child is made)."""
+        live = getattr(self._progress, "live", None)
+        thread = getattr(live, "_refresh_thread", None)
+        lock = getattr(live, "_lock", None)
+        if thread is None or lock is None:
+            yield []
+            return
+        with lock:
+            yield [thread]
 
     # ------------------------------------------------------------------ events
     def status(self, text: str) -> None:

@@ -575,6 +575,7 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
             log.info("%s; %d torch thread(s) each", plan.why, plan.threads)
         if plan.workers > 1:
             from mtlsearch.study.workers import SharedDisplay, run_workers
+            from mtlsearch.tasks.kinds import get_task_kind
 
             # The workers reopen the cache folder (the reference is in it by now).
             folder = getattr(cache, "folder", None)
@@ -584,10 +585,28 @@ def _search(call: _Call, ranks: Any = None, *, events: Any = None) -> SearchResu
                              dataset=ctx.data if _small(ctx.data) else call.dataset)
             run_workers(_search, handed, plan.workers, shared,
                         lambda: runner.loop(trials, compute, call.timeout), runner.halt,
-                        threads=plan.threads)
+                        threads=plan.threads, cores=plan.cores,
+                        device_kind=plan.device_kind, no_fork=_fork_risks(call),
+                        kinds=[get_task_kind(t.kind) for t in ctx.tasks])
             return result
         runner.loop(trials, compute, call.timeout)
     return result
+
+
+def _fork_risks(call: _Call) -> list[str]:
+    """What in ``call`` a forked worker must not inherit (an object may hold a connection
+    or a thread): callbacks given as objects, experiment trackers, an artifact store object.
+    Given as names (``"module:object"``, a folder), they are rebuilt in the worker."""
+    from mtlsearch.study.trackers import active_trackers
+
+    risks = []
+    if any(not isinstance(c, str) for c in call.callbacks):
+        risks.append("callbacks given as objects")
+    if active_trackers():
+        risks.append("experiment trackers are active")
+    if call.artifact_store is not None and not isinstance(call.artifact_store, (str, Path)):
+        risks.append("an artifact store object")
+    return risks
 
 
 def _small(data: Any, limit: int = 256 * 2**20) -> bool:

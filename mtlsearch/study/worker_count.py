@@ -15,7 +15,9 @@ searches). A search on in-memory storage runs one process: workers share the stu
 its storage.
 
 Each worker process gets ``threads`` torch threads: the caller's, but no more than its share
-of the cores, so N processes never ask for more threads than there are cores.
+of the cores, so N processes never ask for more threads than there are cores; on the CPU,
+when they have a core each (or more), each is pinned to its own
+(:func:`~mtlsearch.study.worker_start.core_slices`).
 
 Example:
     >>> plan = plan_workers(2, device="cpu", cores=4, caller_threads=4)
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtlsearch.errors import MTLSearchError
+from mtlsearch.study.worker_start import core_slices, pinning_enabled
 
 __all__ = ["AUTO", "MAX_CPU_WORKERS", "WorkerPlan", "parse_workers", "plan_workers"]
 
@@ -44,11 +47,16 @@ Workers = int | Literal["auto"]
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """The decision: processes, torch threads in each, and why (a line for the log)."""
+    """The decision: processes, torch threads in each, and why (a line for the log);
+    with several processes, where the candidates train (``device_kind``) and, on the CPU,
+    the cores each process is pinned to (``cores``, one entry per process; empty: unpinned).
+    """
 
     workers: int
     threads: int
     why: str
+    device_kind: str = ""
+    cores: tuple[tuple[int, ...], ...] = ()
 
 
 def parse_workers(value: Any) -> Workers:
@@ -120,7 +128,11 @@ def plan_workers(asked: Any, *, device: Any = "cpu", jobs: int | None = None,
         why += f"; {workers} for the {jobs} job(s) left"
     threads = max(1, min(int(caller_threads), cores // workers)) if workers > 1 else \
         max(1, int(caller_threads))
-    return WorkerPlan(workers=workers, threads=threads, why=why)
+    if workers == 1:
+        return WorkerPlan(workers=1, threads=threads, why=why)
+    kind = kind or _device_kind(device)
+    slices = core_slices(workers, threads) if kind == "cpu" and pinning_enabled() else ()
+    return WorkerPlan(workers=workers, threads=threads, why=why, device_kind=kind, cores=slices)
 
 
 def _device_kind(device: Any) -> str:

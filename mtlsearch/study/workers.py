@@ -1,7 +1,9 @@
 """Parallel trials on one machine: worker processes that share one study through its storage.
 
 :func:`run_workers` runs the search loop of :func:`~mtlsearch.study.runner.search` in this
-process and in ``N - 1`` spawned ones (no forked torch state), all on the same study: the budget lock keeps
+process and in ``N - 1`` others (forked from this one where that is safe, spawned otherwise;
+on the CPU each pinned to its own cores: :mod:`mtlsearch.study.worker_start`), all on the
+same study: the budget lock keeps
 the trial count exact, the per-trial seeding and the sampler's fixed history
 (:mod:`mtlsearch.study.samplers`) keep the trials those of a serial run, and their progress
 comes back through a queue to the one display of the parent. Ctrl-C stops every worker (each
@@ -16,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -25,7 +28,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mtlsearch.errors import MTLSearchError, OutOfSpaceError, StorageError
@@ -46,12 +49,22 @@ def spawn_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def worker_init(threads: int) -> None:
+def worker_init(threads: int, cores: Any = None) -> None:
     """What every worker process does first: its torch threads, and Optuna's INFO lines off
-    (the parent reports progress; the workers' own lines would interleave)."""
+    (the parent reports progress; the workers' own lines would interleave). ``cores``: the
+    cores to run on, or a queue of core sets of which this process takes one (a pool's
+    workers, which have no index)."""
     import optuna
     import torch
 
+    from mtlsearch.study.worker_start import pin_for_good
+
+    if cores is not None and not isinstance(cores, (tuple, list)):
+        try:
+            cores = cores.get(timeout=5)
+        except queue_module.Empty:  # more processes than core sets: this one is not pinned
+            cores = None
+    pin_for_good(cores)
     torch.set_num_threads(max(int(threads), 1))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -96,18 +109,24 @@ def _interrupt_once(signum: int, frame: Any) -> None:
 
 
 def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: int,
-                 index: int, trackers: Sequence[Any] = ()) -> None:
+                 index: int, trackers: Sequence[Any] = (), cores: Sequence[int] = ()) -> None:
     """One worker process: ``target`` (the runner's search loop, handed over by reference:
     this module imports no runner) on the shared study; the parent did the setup.
-    ``trackers``: the parent's experiment trackers, registered here as copies of their own."""
+    ``trackers``: the parent's experiment trackers, registered here as copies of their own;
+    ``cores``: the cores this process runs on (empty: any)."""
     from mtlsearch.study.trackers import tracking
+    from mtlsearch.study.worker_start import pin_for_good
 
-    events.put(("started", index))  # past the bootstrap (the re-import of __main__)
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
-    worker_init(threads)
-    call.workers, call.progress = 1, False
+    events.put(("started", index))  # past the bootstrap (the re-import of __main__)
     try:
+        # Started with Ctrl-C blocked (see run_workers): one that came during the bootstrap
+        # is delivered now, to the handler above, and ends this worker cleanly.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        pin_for_good(cores)
+        worker_init(threads)
+        call.workers, call.progress = 1, False
         with tracking(trackers):
             target(call, None, events=EventSender(events, index))
     except KeyboardInterrupt:
@@ -119,6 +138,8 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
         sys.exit(1)
     events.put(("done", index))
 
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 _MAIN_GUARD = ("if its error (above) says the calling script starts a search at import time, "
                "put the search(workers=...) call under `if __name__ == \"__main__\":` (each "
@@ -161,10 +182,22 @@ def _check_picklable(*objects: Any) -> None:
 
 
 def _process(ctx: Any, target: Callable[..., Any], call: Any, events: Any, threads: int,
-             index: int, trackers: Sequence[Any]) -> Any:
+             index: int, trackers: Sequence[Any], cores: Sequence[int]) -> Any:
     return ctx.Process(target=_worker_main,
-                       args=(target, call, events, threads, index, list(trackers)),
+                       args=(target, call, events, threads, index, list(trackers), tuple(cores)),
                        name=f"mtlsearch-worker-{index}", daemon=False)
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Block Ctrl-C in this thread while inside: a process started here starts with it
+    blocked (the mask survives fork and exec) until its handler is set, so a Ctrl-C during
+    its bootstrap never prints a KeyboardInterrupt traceback from inside multiprocessing."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class SharedDisplay:
@@ -187,6 +220,11 @@ class SharedDisplay:
     def __exit__(self, *exc: Any) -> None:
         pass
 
+    def held(self) -> Any:
+        """The display held still (the inner display's ``held()``, if it has one)."""
+        held = getattr(self._display, "held", None)
+        return held() if held is not None else contextlib.nullcontext([])
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._display, name)
 
@@ -198,15 +236,22 @@ class SharedDisplay:
 
 def run_workers(target: Callable[..., Any], call: Any, workers: int, display: Any,
                 own: Callable[[], None], halt: threading.Event, *,
-                threads: int | None = None) -> Any:
+                threads: int | None = None, cores: Sequence[Sequence[int]] = (),
+                device_kind: str = "cpu", no_fork: Sequence[str] = (),
+                kinds: Sequence[Any] = ()) -> Any:
     """Run the search ``call`` with ``workers`` processes in all: this one (``own()``, its
-    search loop) and ``workers - 1`` spawned ones running ``target(call, None, events=...)``
+    search loop) and ``workers - 1`` others running ``target(call, None, events=...)``
     (a module-level function: it is pickled by reference), until the budget is spent.
 
     ``display`` (a :class:`SharedDisplay`, also this process's) shows every process's trials;
     ``halt`` is set when a worker fails, to stop ``own()`` after its running trial;
     ``threads``: torch threads of every process, this one's too while the workers run
-    (default: this process's). Returns when every worker is done; a worker that died
+    (default: this process's); ``cores``: the cores of each process, this one's first, while
+    the workers run (empty: unpinned). The workers are forked from this process where
+    :func:`~mtlsearch.study.worker_start.start_method` finds it safe (``device_kind``: where
+    the candidates train; ``no_fork``: the caller's reasons against it; ``kinds``: the task
+    kinds, whose scoring modules are imported first so the forks have them), spawned
+    otherwise. Returns when every worker is done; a worker that died
     (``kill -9``) leaves a trial that this process's loop, run once more at the end, fails and
     redoes (the other processes do so while they run).
 
@@ -214,16 +259,27 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
         KeyboardInterrupt: after every worker stopped (each queued its running trial again).
         MTLSearchError: a worker failed (its message, and where).
     """
+    import multiprocessing
+
     import torch
 
     from mtlsearch.study.trackers import active_trackers
+    from mtlsearch.study.worker_start import pin, start_method, warm_imports
 
-    ctx = spawn_context()
-    events = ctx.Queue()
     before = torch.get_num_threads()
     threads = threads or before
     trackers = active_trackers()
     _check_picklable(target, call, trackers)
+    mine = tuple(cores[0]) if cores else ()
+    core_of = {i: tuple(cores[i]) if i < len(cores) else () for i in range(1, workers)}
+    with _held(display) as quiet:
+        method, why = start_method(threads=threads, device_kind=device_kind, allowed=quiet)
+    if no_fork and method == "fork" and not os.environ.get("MTLSEARCH_WORKER_START"):
+        method, why = "spawn", "spawned: " + "; ".join(no_fork)
+    log.info("workers %s%s", why, f"; pinned to cores {[list(c) for c in cores]}" if cores
+             else "")
+    ctx = multiprocessing.get_context(method)
+    events = ctx.Queue()
     errors: list[tuple[str, str, str]] = []
     ended: set[int] = set()  # workers that reported how they ended
     started: set[int] = set()  # workers past their bootstrap
@@ -233,16 +289,15 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
     stopping = threading.Event()
 
     def start(index: int) -> None:
-        # On a thread of its own: Process.start() returns only once the child has read what
-        # it is handed, that is after it imported torch (seconds), and this process should
-        # be training meanwhile.
-        process = _process(ctx, target, call, events, threads, index, trackers)
+        process = _process(ctx, target, call, events, threads, index, trackers,
+                           core_of[index])
         with lock:
             if stopping.is_set():
                 return
             procs[index] = process
         try:
-            process.start()
+            with _stop_signals_blocked():
+                process.start()
         except BaseException as exc:  # too many processes, no memory, a child that died early
             with lock:
                 procs.pop(index, None)
@@ -251,10 +306,22 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
                            f"({type(exc).__name__}: {exc}){hint}", ""))
             halt.set()
 
-    starters = [threading.Thread(target=start, args=(i,), name=f"mtlsearch-start-{i}",
-                                 daemon=True) for i in range(1, workers)]
-    for starter in starters:
-        starter.start()
+    if method == "fork":
+        # Forked now, before this process starts any thread (a thread holding a lock at the
+        # fork leaves it held in the child), with what the trials import already imported.
+        warm_imports(kinds)
+        with _held(display):
+            for index in range(1, workers):
+                start(index)
+        starters: list[threading.Thread] = []
+    else:
+        # On threads: a spawned Process.start() returns only once the child has read what
+        # it is handed, that is after it imported torch (seconds), and this process should
+        # be training meanwhile.
+        starters = [threading.Thread(target=start, args=(i,), name=f"mtlsearch-start-{i}",
+                                     daemon=True) for i in range(1, workers)]
+        for starter in starters:
+            starter.start()
 
     def pump(timeout: float) -> None:
         try:
@@ -302,7 +369,8 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
     watcher.start()
     torch.set_num_threads(threads)  # this process is one of the workers: its share of cores
     try:
-        own()
+        with pin(mine):
+            own()
         finished.set()
         if errors:  # a worker failed: the others stop too (each queues its trial again)
             _stop(_running(stopping, starters, lock, procs))
@@ -324,6 +392,13 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
             raise kind(message)
         raise MTLSearchError(f"a worker failed: {name}: {message}\n{where}")
     return None
+
+
+def _held(display: Any) -> Any:
+    """``display.held()``: the display held still (its refresh thread waits), yielding the
+    threads it runs; a display without one yields none."""
+    held = getattr(display, "held", None)
+    return held() if held is not None else contextlib.nullcontext([])
 
 
 def _running(stopping: threading.Event, starters: Sequence[threading.Thread],

@@ -126,6 +126,9 @@ class TaskKind:
 
     name: ClassVar[str]
     metrics: ClassVar[dict[str, bool]]
+    #: Modules ``compute_metrics`` imports on first use (a parallel search imports them before
+    #: forking its workers, so none imports them again).
+    scoring_modules: ClassVar[tuple[str, ...]] = ()
 
     def check_spec(self, spec: TaskSpec) -> None:
         """Raise :class:`TaskError` when the spec's fields do not fit this kind."""
@@ -227,6 +230,7 @@ class BinaryKind(TaskKind):
     """
 
     name = "binary"
+    scoring_modules = ("torchmetrics.functional.classification",)
     metrics = {"accuracy": True, "balanced_accuracy": True, "f1": True, "auroc": True}
 
     def check_spec(self, spec: TaskSpec) -> None:
@@ -389,6 +393,7 @@ class RankingKind(TaskKind):
     """
 
     name = "ranking"
+    scoring_modules = ("scipy.stats",)
     metrics = {"kendall_tau": True}
 
     def prepare_targets(self, spec: TaskSpec, y: Any) -> Tensor:

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +58,12 @@ class PeerFirst(RandomTree):
         return proposal
 
 
-def test_two_workers_give_the_trials_of_one(tiny, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_two_workers_give_the_trials_of_one(tiny, tmp_path, monkeypatch, start):
+    # Forked (from this warmed process) or spawned, the worker runs the same trials.
+    if start == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("workers fork on Linux only")
+    monkeypatch.setenv("MTLSEARCH_WORKER_START", start)
     # TPE after 2 trials with a lag of 1: trial 3 waits for the history it models.
     common = dict(trials=4, sampler_kwargs={"n_startup_trials": 2}, history_lag=1, **tiny)
     serial = search(strategy=PeerFirst(), storage=f"journal:{tmp_path / 'a.log'}",
@@ -184,6 +190,41 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     trials = _journal_trials(log_file)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+
+
+def test_ctrl_c_while_a_spawned_worker_starts_prints_no_traceback(tmp_path):
+    """Ctrl-C while a spawned worker is still importing (its bootstrap): the worker starts
+    with Ctrl-C blocked until its handler is set, so it stops cleanly like the others (no
+    KeyboardInterrupt traceback from inside multiprocessing) and the command exits 130."""
+    import subprocess
+
+    command = [sys.executable, "-m", "mtlsearch", "search", "--strategy", "random_tree",
+               "--dataset", "synthetic", "--dataset-arg", "n_tasks=3",
+               "--dataset-arg", "n_samples=1000", "--space", "mlp", "--epochs", "30",
+               "--trials", "4", "--workers", "2", "--log-level", "INFO",
+               "--storage", f"journal:{tmp_path / 'study.log'}", "--out", str(tmp_path / "out"),
+               "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MTLSEARCH_WORKER_START": "spawn"}
+    first = subprocess.Popen(command, start_new_session=True, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said = []
+    try:
+        for line in first.stdout:  # until the parent says it spawns the worker
+            said.append(line)
+            if "workers spawned" in line:
+                break
+        else:
+            pytest.fail("".join(said))
+        time.sleep(0.3)  # the child exists and is importing (that takes seconds)
+        os.killpg(first.pid, signal.SIGINT)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    output = "".join(said) + output
+    assert first.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "Run the same command again" in output
 
 
 @pytest.mark.parametrize("start", ["spawn", "fork"])

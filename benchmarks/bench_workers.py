@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_info  # noqa: E402
+from mtlsearch.study.worker_start import pin  # noqa: E402
 
 
 def _cpu() -> float:
@@ -74,11 +75,12 @@ def search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # The single-task reference once, into the shared cache: every run below times trials.
     search(trials=1, storage=None, **common)
     rows, reference_trials = [], None
-    for repeat, workers in _schedule(args):
-        folder = work / f"search-w{workers}-r{repeat}"
+    for repeat, workers in _schedule(args, pinned=args.pinned_baseline):
+        folder = work / f"search-w{workers}-r{repeat}".replace(" ", "")
         start, cpu = time.perf_counter(), _cpu()
-        result = search(trials=trials, storage=f"journal:{folder / 'study.log'}", out=folder,
-                        workers=workers, **common)
+        with pin(_one_core() if workers == PINNED else None):
+            result = search(trials=trials, storage=f"journal:{folder / 'study.log'}",
+                            out=folder, workers=1 if workers == PINNED else workers, **common)
         wall, cpu = time.perf_counter() - start, _cpu() - cpu
         got = _trials(result.study)
         if reference_trials is None:
@@ -88,8 +90,30 @@ def search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print(f"search, run {repeat + 1}, {workers} worker(s): {wall:.1f} s ({cpu:.1f} s CPU), "
               f"{len(got)} trials, same trials as the first run: {got == reference_trials}",
               flush=True)
-    return {"strategy": "random_tree", "trials": trials, "epochs": epochs, **setup,
+    part = {"strategy": "random_tree", "trials": trials, "epochs": epochs, **setup,
             "repeats": args.repeat, "runs": rows, "rows": summarize(rows, "same_trials")}
+    if args.pinned_baseline:
+        part["over_pinned_serial"] = over_baseline(rows, PINNED)
+    return part
+
+
+def _one_core() -> list[int]:
+    return [min(os.sched_getaffinity(0))]
+
+
+def over_baseline(runs: list[dict[str, Any]], baseline: Any) -> dict[str, Any]:
+    """Each worker count's speed-up over the ``baseline`` runs instead (paired by repeat)."""
+    import statistics
+
+    walls = {(r["repeat"], r["workers"]): r["wall_s"] for r in runs}
+    out = {}
+    for workers in dict.fromkeys(r["workers"] for r in runs):
+        if workers == baseline or not isinstance(workers, int) or workers < 2:
+            continue
+        ratios = [walls[(rep, baseline)] / walls[(rep, workers)]
+                  for rep, w in walls if w == workers and (rep, baseline) in walls]
+        out[str(workers)] = {"speedups": ratios, "speedup": statistics.median(ratios)}
+    return out
 
 
 def _board(folder: Path) -> dict[str, Any]:
@@ -137,10 +161,18 @@ def compare_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "repeats": args.repeat, "runs": rows, "rows": summary}
 
 
-def _schedule(args: argparse.Namespace) -> list[tuple[int, int]]:
+#: The label of a one-worker search pinned to one core (``--pinned-baseline``).
+PINNED = "1 (pinned)"
+
+
+def _schedule(args: argparse.Namespace, pinned: bool = False) -> list[tuple[int, Any]]:
     """(repeat, workers) in run order: the worker counts side by side within each repeat, so
-    a slow spell of the machine hits every count of that repeat alike."""
-    return [(repeat, workers) for repeat in range(args.repeat) for workers in args.workers]
+    a slow spell of the machine hits every count of that repeat alike (``pinned``: a
+    one-worker run pinned to one core follows the first count)."""
+    counts: list[Any] = list(args.workers)
+    if pinned:
+        counts.insert(1, PINNED)
+    return [(repeat, workers) for repeat in range(args.repeat) for workers in counts]
 
 
 def summarize(runs: list[dict[str, Any]], same_key: str) -> list[dict[str, Any]]:
@@ -175,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1,
                    help="run every worker count this many times, interleaved; the figures "
                         "are medians (default 1)")
+    p.add_argument("--pinned-baseline", action="store_true",
+                   help="search part: also run one worker pinned to one core (as each of "
+                        "several workers is), to show what pinning alone gives")
     p.add_argument("--quick", action="store_true", help="tiny data: a smoke run")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--keep", default=None, help="keep the studies in this folder")
@@ -209,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in data.get(part, {}).get("rows", []):
             print(f"{part}: {r['workers']} worker(s) {r['wall_s']:.1f} s, speed-up "
                   f"{r['speedup']:.2f}x")
+    for workers, r in data.get("search", {}).get("over_pinned_serial", {}).items():
+        print(f"search: {workers} worker(s) over one pinned worker: {r['speedup']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=1, default=str))
         print(f"wrote {args.json}")

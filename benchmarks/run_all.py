@@ -199,7 +199,7 @@ def build_jobs(args: argparse.Namespace, out: Path) -> dict[str, Job]:
     weighting_argv += ["--rounds", "1", "--steps", "1"] if q else []
     jobs["weighting"] = Job("weighting", "bench_weighting.py", weighting_argv, [o["weighting"]])
     # Repeated: its speed-ups are ratios of wall times, which drift with the machine's load.
-    workers_argv = ["--json", _rel(o["workers"])] + (["--quick"] if q else ["--repeat", "3"])
+    workers_argv = ["--json", _rel(o["workers"])] + (["--quick"] if q else ["--repeat", "3", "--pinned-baseline"])
     jobs["workers"] = Job("workers", "bench_workers.py", workers_argv, [o["workers"]])
     # Wall time of a fresh process: the lead runs it with no other part beside it.
     jobs["cli_start"] = Job("cli_start", "bench_cli_start.py",

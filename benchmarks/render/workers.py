@@ -12,6 +12,8 @@ from .markup import Target, decimal, table
 SEARCH_SPEEDUP = 1.8
 #: The main job (``mtlsearch compare`` with its defaults) with 2 workers against 1.
 COMPARE_SPEEDUP = 1.7
+#: bench_workers.py's label of the one-worker search pinned to one core.
+PINNED_LABEL = "1 (pinned)"
 
 
 def _at(rows: list[Mapping[str, Any]], workers: int) -> Mapping[str, Any] | None:
@@ -85,6 +87,14 @@ def markdown(data: Mapping[str, Any]) -> str:
                     "yes" if r["same_trials"] else "**no**", _walls(r), _ratios(r)]
                    for r in s["rows"]]), "",
         ]
+        for workers, r in s.get("over_pinned_serial", {}).items():
+            ratios = ", ".join(f"{x:.2f}" for x in r["speedups"])
+            body += [f"Over the one-worker search pinned to one core (`{PINNED_LABEL}`: what "
+                     f"pinning alone gives a serial run), {workers} workers give "
+                     f"**{r['speedup']:.2f}x** (each run: {ratios}). Several workers are "
+                     "pinned each to its own core on the CPU "
+                     "(`mtlsearch.study.worker_start`); one worker is not (it may share the "
+                     "machine).", ""]
     if "compare" in data:
         c = data["compare"]
         body += [

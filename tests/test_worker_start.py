@@ -102,6 +102,9 @@ def test_fork_is_chosen_only_where_it_is_safe(monkeypatch):
         stop.set()
         other.join()
     assert method == "spawn" and "someone-elses-thread" in why
+    method, why = start_method(threads=1, device_kind="cpu", allowed=everyone,
+                               risks=["callbacks given as objects"])
+    assert method == "spawn" and why.endswith("callbacks given as objects")
 
 
 def test_the_start_method_can_be_forced_and_a_bad_one_is_named(monkeypatch):

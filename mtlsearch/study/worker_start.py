@@ -107,9 +107,11 @@ def fork_blockers(allowed: Sequence[threading.Thread] = ()) -> list[str]:
             if t is not main and t not in allowed and t.is_alive()]
 
 
-def start_method(*, threads: int, device_kind: str,
-                 allowed: Sequence[threading.Thread] = ()) -> tuple[str, str]:
+def start_method(*, threads: int, device_kind: str, allowed: Sequence[threading.Thread] = (),
+                 risks: Sequence[str] = ()) -> tuple[str, str]:
     """``("fork" | "spawn", why)``: how this search's workers start (see the module).
+    ``allowed``: threads held still across the fork; ``risks``: the caller's own reasons
+    against forking (objects a child must not inherit).
 
     Raises:
         MTLSearchError: ``MTLSEARCH_WORKER_START`` names neither method.
@@ -132,6 +134,7 @@ def start_method(*, threads: int, device_kind: str,
     blockers = fork_blockers(allowed)
     if blockers:
         reasons.append("other threads run here: " + ", ".join(blockers))
+    reasons.extend(risks)
     if forced == "fork":
         if reasons:
             log.warning("%s=fork although fork may not be safe here: %s", START_ENV,

@@ -273,9 +273,8 @@ def run_workers(target: Callable[..., Any], call: Any, workers: int, display: An
     mine = tuple(cores[0]) if cores else ()
     core_of = {i: tuple(cores[i]) if i < len(cores) else () for i in range(1, workers)}
     with _held(display) as quiet:
-        method, why = start_method(threads=threads, device_kind=device_kind, allowed=quiet)
-    if no_fork and method == "fork" and not os.environ.get("MTLSEARCH_WORKER_START"):
-        method, why = "spawn", "spawned: " + "; ".join(no_fork)
+        method, why = start_method(threads=threads, device_kind=device_kind, allowed=quiet,
+                                   risks=no_fork)
     log.info("workers %s%s", why, f"; pinned to cores {[list(c) for c in cores]}" if cores
              else "")
     ctx = multiprocessing.get_context(method)

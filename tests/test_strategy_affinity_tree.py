@@ -612,3 +612,43 @@ def test_reference_and_affinity_share_one_single_task_training(monkeypatch):
     assert len(calls) == 1
     assert again.state_dict().keys() == ctx.single_task_model().state_dict().keys()
     assert reference["val"] == ctx.evaluate(again, "val")
+
+
+def test_another_process_on_the_cache_folder_loads_the_single_task_weights(monkeypatch,
+                                                                          tmp_path):
+    """A comparison's workers share the cache folder: the single-task networks one trained
+    (for the reference) are loaded by another (for an affinity estimate), not trained again,
+    with the same weights and charged the same compute."""
+    from collections import OrderedDict
+    from dataclasses import replace
+
+    import torch
+
+    from mtlsearch.engine.compute import meter
+    from mtlsearch.strategy import context as context_module
+    from mtlsearch.strategy.context import ResultCache
+    from mtlsearch.testing import tiny_context
+
+    def fresh_process():  # what a new process has in memory: nothing
+        monkeypatch.setattr(context_module, "_SINGLE_TASK_WEIGHTS", OrderedDict())
+        monkeypatch.setattr(context_module, "_SINGLE_TASK_COST", {})
+        return replace(tiny_context(), cache=ResultCache(tmp_path / "cache"))
+
+    calls = []
+    train = SearchContext.train
+    monkeypatch.setattr(SearchContext, "train",
+                        lambda self, g, **kw: calls.append(g) or train(self, g, **kw))
+    first = fresh_process()
+    with meter() as trained:
+        mine = first.single_task_model()
+    assert len(calls) == 1 and list((tmp_path / "cache").glob("*.safetensors"))
+    other = fresh_process()
+    with meter() as loaded:
+        theirs = other.single_task_model()
+    assert len(calls) == 1  # loaded from the folder, not trained again
+    assert trained.macs > 0 and loaded.macs == pytest.approx(trained.macs)
+    for name, tensor in mine.state_dict().items():
+        assert torch.equal(tensor, theirs.state_dict()[name]), name
+    (next((tmp_path / "cache").glob("*.safetensors"))).write_bytes(b"not safetensors")
+    fresh_process().single_task_model()  # a damaged file: trained again, with a warning
+    assert len(calls) == 2

@@ -251,31 +251,87 @@ class SearchContext:
     def single_task_model(self) -> Any:
         """The single-task models (one chain per task) trained with the budget and seed.
 
-        Trained once per process and context key: the reference metrics and the affinity
-        estimators ask for the same networks. Each call returns a fresh model holding the
-        trained weights (callers may freeze or hook it).
+        Trained once per context key: the reference metrics and the affinity estimators ask
+        for the same networks. Kept in this process and, with a cache folder, in it
+        (``KEY.safetensors`` and what training cost), so other processes on the folder (the
+        workers of a comparison) load them instead of training them again; one that asks
+        while another trains them waits for it (the cache's lock). Each call returns a fresh
+        model holding the trained weights (callers may freeze or hook it).
         """
-        import copy
-
         from mtlsearch.engine.model import materialize
 
         key = self.key("single_task_model")
-        state = _SINGLE_TASK_WEIGHTS.get(key)
         graph = self.new_graph("single_task")
+        state = _SINGLE_TASK_WEIGHTS.get(key)
+        cost = _SINGLE_TASK_COST.get(key)
         if state is None:
-            with measured(key) as cost:
-                model = self.train(graph).model
-            _SINGLE_TASK_COST[key] = cost.snapshot()
-            _SINGLE_TASK_WEIGHTS[key] = copy.deepcopy(model.state_dict())
-            while len(_SINGLE_TASK_WEIGHTS) > _SINGLE_TASK_KEEP:
-                old, _ = _SINGLE_TASK_WEIGHTS.popitem(last=False)
-                _SINGLE_TASK_COST.pop(old, None)
-            return model
-        charge_cached(key, _SINGLE_TASK_COST.get(key))
-        _SINGLE_TASK_WEIGHTS.move_to_end(key)
+            state, cost = self._stored_single_task(key)
+        if state is None:
+            with self.cache._exclusive(key):  # another process may be training them now
+                state, cost = self._stored_single_task(key)
+                if state is None:
+                    with measured(key) as meter:
+                        model = self.train(graph).model
+                    self._keep_single_task(key, model.state_dict(), meter.snapshot(),
+                                           store=True)
+                    return model
+        self._keep_single_task(key, state, cost)
+        charge_cached(key, cost)
         model = materialize(graph, self.space, self.tasks)
         model.load_state_dict(state)
         return model.to(next(iter(state.values())).device)
+
+    def _keep_single_task(self, key: str, state: dict[str, Any], cost: Compute | None,
+                          store: bool = False) -> None:
+        """Remember trained single-task weights in this process (the last few), and with
+        ``store`` in the cache folder too."""
+        import copy
+
+        if key not in _SINGLE_TASK_WEIGHTS:
+            _SINGLE_TASK_WEIGHTS[key] = copy.deepcopy(state) if store else state
+        if cost is not None:
+            _SINGLE_TASK_COST[key] = cost
+        _SINGLE_TASK_WEIGHTS.move_to_end(key)
+        while len(_SINGLE_TASK_WEIGHTS) > _SINGLE_TASK_KEEP:
+            old, _ = _SINGLE_TASK_WEIGHTS.popitem(last=False)
+            _SINGLE_TASK_COST.pop(old, None)
+        folder = self.cache.folder
+        if not store or folder is None:
+            return
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        # The cost first, then the weights (atomically): a reader that finds the weights
+        # finds what they cost.
+        if cost is not None:
+            self.cache.put(_cost_key(key), cost.to_dict())
+        tmp = folder / f".{key}.{os.getpid()}-{threading.get_ident()}.safetensors.tmp"
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+            tmp.replace(folder / f"{key}.safetensors")
+        except OSError as exc:  # a full disk: this process keeps them, others train again
+            log.warning("could not keep the single-task weights in %s: %s", folder, exc)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _stored_single_task(self, key: str) -> tuple[dict[str, Any] | None, Compute | None]:
+        """Single-task weights another process trained and kept in the cache folder, on
+        this context's device, and what they cost; ``(None, None)`` when there are none."""
+        folder = self.cache.folder
+        path = folder / f"{key}.safetensors" if folder is not None else None
+        if path is None or not path.is_file():
+            return None, None
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from mtlsearch.engine.train import select_device
+
+        try:
+            state = load_file(str(path), device=str(select_device(self.budget.device)))
+        except (SafetensorError, OSError) as exc:  # a damaged file: train them again
+            log.warning("ignoring damaged single-task weights %s: %s", path, exc)
+            return None, None
+        return state, self.cache.cost(key)
 
     def reference(self) -> dict[str, Metrics]:
         """Single-task reference metrics ``{"val": ..., "test": ...}``, computed once and cached.

@@ -178,7 +178,8 @@ def check_many_workers_exact_budget(storage: str, study_name: str, folder: Path,
     study = open_study(storage, study_name)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers)) == trials  # no duplicate, no overshoot
-    assert Counter(t.state for t in study.trials) == {TrialState.COMPLETE: trials}
+    assert Counter(t.state for t in study.trials) == {TrialState.COMPLETE: trials}, [
+        t.user_attrs.get("fail_reason") for t in study.trials if t.state != TrialState.COMPLETE]
     pids = {t.user_attrs["worker"]["pid"] for t in study.trials}
     assert len(pids) >= 2, "the workers did not share the study"
     figures = audit(study, trials)

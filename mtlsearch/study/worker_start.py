@@ -35,6 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from mtlsearch.defaults import usable_core_ids
 from mtlsearch.errors import MTLSearchError
 
 __all__ = ["PIN_ENV", "START_ENV", "core_slices", "fork_blockers", "pin", "pinning_enabled",
@@ -52,13 +53,6 @@ _OFF = {"0", "off", "false", "no"}
 def pinning_enabled() -> bool:
     """Whether workers may be pinned to cores (``MTLSEARCH_PIN_WORKERS`` is not off)."""
     return os.environ.get(PIN_ENV, "").strip().lower() not in _OFF
-
-
-def usable_core_ids() -> list[int]:
-    """The ids of the cores this process may run on (empty where the system cannot say)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return []
-    return sorted(os.sched_getaffinity(0))
 
 
 def core_slices(processes: int, threads: int,
@@ -84,11 +78,11 @@ def pin(cores: Iterable[int] | None) -> Iterator[None]:
         yield
         return
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cores)
+    pin_for_good(cores)
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        pin_for_good(before)
 
 
 def pin_for_good(cores: Iterable[int] | None) -> None:

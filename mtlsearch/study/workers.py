@@ -115,7 +115,6 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
     ``trackers``: the parent's experiment trackers, registered here as copies of their own;
     ``cores``: the cores this process runs on (empty: any)."""
     from mtlsearch.study.trackers import tracking
-    from mtlsearch.study.worker_start import pin_for_good
 
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
@@ -124,8 +123,7 @@ def _worker_main(target: Callable[..., Any], call: Any, events: Any, threads: in
         # Started with Ctrl-C blocked (see run_workers): one that came during the bootstrap
         # is delivered now, to the handler above, and ends this worker cleanly.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        pin_for_good(cores)
-        worker_init(threads)
+        worker_init(threads, cores)
         call.workers, call.progress = 1, False
         with tracking(trackers):
             target(call, None, events=EventSender(events, index))
@@ -219,11 +217,6 @@ class SharedDisplay:
 
     def __exit__(self, *exc: Any) -> None:
         pass
-
-    def held(self) -> Any:
-        """The display held still (the inner display's ``held()``, if it has one)."""
-        held = getattr(self._display, "held", None)
-        return held() if held is not None else contextlib.nullcontext([])
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._display, name)
